@@ -1,0 +1,33 @@
+# MRE Liver Review — the two set-up commands are `make run` and `make test`.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed-$(shell sha256sum requirements.txt | cut -c1-12)
+
+.PHONY: run test setup bench phantom clean-venv
+
+$(STAMP): requirements.txt
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt
+	@rm -f $(VENV)/.installed-*
+	@touch $@
+
+setup: $(STAMP)
+
+## Start the web app on http://localhost:8501 (demo data, SQLite, shipped weights)
+run: setup
+	$(PY) -m streamlit run app.py
+
+## The whole test suite (unit, end-to-end CLI, app)
+test: setup
+	$(PY) -m pytest
+
+bench: setup
+	$(PY) -m mre_core.bench
+
+phantom: setup
+	$(PY) -m mre_core phantom --out phantom_out --patients 20 --seed 0 --contact-sheet
+
+clean-venv:
+	rm -rf $(VENV)

@@ -1,0 +1,118 @@
+"""``python -m mre_core <verb>``: analyze | phantom | verify.
+
+Exit codes: 0 success (``analyze``: at least one study analysed), 1 nothing to report
+or a failure the message explains, 2 usage error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from mre_core.config import DEVICES, PROFILES, Settings
+from mre_core.staging import TABLES
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    return Settings.from_env(
+        device=getattr(args, "device", None),
+        profile=getattr(args, "profile", None),
+        custom_kpa_per_unit=getattr(args, "kpa_per_unit", None),
+        weights_dir=getattr(args, "weights_dir", None),
+        model_name=getattr(args, "model", None),
+        staging=TABLES[args.staging] if getattr(args, "staging", None) else None,
+    )
+
+
+def _model_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--device", choices=DEVICES, help="where the model runs (default: auto = cuda if present)")
+    p.add_argument("--weights-dir", type=Path, help="folder holding <model>.safetensors and <model>.json")
+    p.add_argument("--model", help="model name under the weights folder (default: unet_resnext50_32x4d)")
+
+
+def cmd_analyze(args: argparse.Namespace) -> int:
+    """Analyse files/folders/zips into ``--out``; see :func:`mre_core.batch.analyze_to_folder`."""
+    from mre_core.batch import analyze_to_folder
+    from mre_core.model import WeightsError
+
+    try:
+        settings = _settings(args)
+        outcome = analyze_to_folder(args.paths, args.out, settings, show_progress=not args.quiet)
+    except (WeightsError, ValueError, RuntimeError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    for r in outcome.results:
+        stage = r.stage.stage.label if r.stage else "no stage"
+        flags = ",".join(f.value for f in r.qc_flags) or "ok"
+        print(f"{r.patient_id}\t{r.stiffness_kpa:.2f} kPa\t{stage}\tQC: {flags}")
+    print(f"{len(outcome.results)} studies analysed, {len(outcome.skipped)} files/series skipped "
+          f"(see {args.out / 'skipped.csv'})", file=sys.stderr)
+    return 0 if outcome.results else 1
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    """Load the weights (SHA-256 check) and run one forward pass on a phantom study."""
+    import tempfile
+
+    from mre_core.batch import analyze_sources
+    from mre_core.model import WeightsError, load_model
+    from mre_core.phantom import write_demo_study
+
+    settings = _settings(args)
+    try:
+        model = load_model(settings.weights_dir, settings.model_name, settings.device)
+    except WeightsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(f"model {model.version} ({model.config.arch}) on {model.device}: SHA-256 verified")
+    with tempfile.TemporaryDirectory() as tmp:
+        study = write_demo_study(Path(tmp), seed=args.seed)
+        outcome = analyze_sources([study], settings, model)
+    if not outcome.results:
+        print(f"error: demo study not analysed: {[s.reason for s in outcome.skipped]}", file=sys.stderr)
+        return 1
+    r = outcome.results[0]
+    print(f"demo study: {r.stiffness_kpa:.2f} kPa, {r.stage.stage.label if r.stage else 'no stage'}, "
+          f"{r.runtime_s:.2f} s")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m mre_core", description=__doc__.split("\n")[0])
+    parser.add_argument("-v", "--verbose", action="store_true", help="log every skipped file and step")
+    sub = parser.add_subparsers(dest="verb", required=True)
+
+    p = sub.add_parser("analyze", help="analyse DICOM files, folders or zips")
+    p.add_argument("paths", nargs="+", type=Path, help="DICOM files, folders (recursive) or .zip archives")
+    p.add_argument("--out", type=Path, required=True, help="results folder (CSV, seg/, skipped.csv)")
+    p.add_argument("--profile", choices=PROFILES, help="unit profile (default: auto from the headers)")
+    p.add_argument("--kpa-per-unit", type=float, help="kPa per stored unit, with --profile custom")
+    p.add_argument("--staging", choices=sorted(TABLES), help="cut-off table (default: paper)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    _model_args(p)
+    p.set_defaults(func=cmd_analyze)
+
+    from mre_core import phantom
+
+    p = sub.add_parser("phantom", help="write a synthetic MRE cohort with known truth")
+    phantom.configure_parser(p)
+    p.set_defaults(func=phantom.run_cli)
+
+    p = sub.add_parser("verify", help="check the shipped weights and run them on a phantom study")
+    p.add_argument("--seed", type=int, default=0)
+    _model_args(p)
+    p.set_defaults(func=cmd_verify)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,102 @@
+"""Analyse many studies into a results folder (the CLI's ``analyze`` verb; the listener reuses it).
+
+One bad file or one failing study never stops the batch: each is recorded in
+``skipped.csv`` with its reason, and everything else is analysed.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+from tqdm import tqdm
+
+from mre_core.config import Settings
+from mre_core.dicom_io import Source, read_inputs
+from mre_core.elastogram import SkippedFile
+from mre_core.model import LoadedModel, load_model
+from mre_core.pipeline import StudyResult, analyze_study
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class BatchOutcome:
+    """What a batch produced: results, everything skipped (with reasons) and the files written."""
+
+    results: list[StudyResult] = field(default_factory=list)
+    skipped: list[SkippedFile] = field(default_factory=list)
+    written: dict[str, Path] = field(default_factory=dict)
+    read_s: float = 0.0
+
+
+def analyze_sources(sources: Sequence[Source], settings: Settings, model: LoadedModel | None = None,
+                    show_progress: bool = False) -> BatchOutcome:
+    """Read ``sources`` and analyse every study found; failures become skipped entries."""
+    model = model or load_model(settings.weights_dir, settings.model_name, settings.device)
+    outcome = BatchOutcome()
+    t = time.perf_counter()
+    with _bar(show_progress, "reading", "file") as bar:
+        def progress(done: int, total: int) -> None:
+            bar.total = total
+            bar.n = done
+            bar.refresh()
+
+        read = read_inputs(sources, settings, progress=progress)
+    outcome.read_s = time.perf_counter() - t
+    outcome.skipped.extend(read.skipped)
+    for s in read.skipped:
+        log.warning("skipped %s: %s", s.file, s.reason)
+    for study in tqdm(read.studies, desc="analysing", unit="study", disable=not show_progress, file=sys.stderr):
+        try:
+            outcome.results.append(analyze_study(study, model, settings))
+        except Exception as exc:  # one failing study must not stop the batch; the reason is reported
+            log.exception("analysis failed for study %s", study.study_uid)
+            first = study.series.slices[0].source if study.series.slices else study.study_uid
+            outcome.skipped.append(SkippedFile(first, f"analysis failed for study {study.study_uid}: {exc}"))
+    return outcome
+
+
+def analyze_to_folder(sources: Sequence[Source], out_dir: Path, settings: Settings,
+                      model: LoadedModel | None = None, show_progress: bool = False,
+                      write_seg: bool = True) -> BatchOutcome:
+    """Analyse ``sources`` and write studies.csv, slices.csv, skipped.csv and ``seg/<series_uid>.dcm``."""
+    from mre_core.report import write_csvs, write_seg
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    outcome = analyze_sources(sources, settings, model, show_progress)
+    if write_seg:
+        for r in outcome.results:
+            path = out_dir / "seg" / f"{r.series_uid}.dcm"
+            try:
+                path.parent.mkdir(exist_ok=True)
+                write_seg(r, path)
+                outcome.written[f"seg:{r.series_uid}"] = path
+            except Exception as exc:  # the numbers are still reported; the missing SEG is listed
+                log.exception("DICOM SEG failed for series %s", r.series_uid)
+                outcome.skipped.append(SkippedFile(str(path), f"DICOM SEG not written: {exc}"))
+    outcome.written.update(write_csvs(outcome.results, outcome.skipped, out_dir))
+    return outcome
+
+
+class _NoBar:
+    total = 0
+    n = 0
+
+    def refresh(self) -> None:
+        pass
+
+    def __enter__(self) -> _NoBar:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        pass
+
+
+def _bar(show: bool, desc: str, unit: str) -> tqdm | _NoBar:
+    return tqdm(desc=desc, unit=unit, file=sys.stderr) if show else _NoBar()

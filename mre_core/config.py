@@ -1,0 +1,141 @@
+"""One settings object for the library, the CLI, the app and the listener.
+
+:class:`Settings` is a frozen dataclass. Build it from environment variables
+(``MRE_*``) with :meth:`Settings.from_env` and override single fields with
+:func:`dataclasses.replace` (the CLI flags and the app's sidebar do this). Nothing
+in ``mre_core`` reads the environment anywhere else.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Mapping
+
+from mre_core.staging import PAPER_TABLE, StagingTable, get_table
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_WEIGHTS_DIR = REPO_ROOT / "weights"
+DEFAULT_MODEL_NAME = "unet_resnext50_32x4d"
+
+PROFILES = ("auto", "siemens", "ge", "custom")
+DEVICES = ("auto", "cpu", "cuda")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every tunable of the pipeline, with its unit in the name.
+
+    Parameters
+    ----------
+    device:
+        ``"auto"`` (CUDA when available, else CPU), ``"cpu"`` or ``"cuda"``.
+    weights_dir, model_name:
+        Where the model lives: ``<weights_dir>/<model_name>.safetensors`` + ``.json``.
+    profile:
+        Vendor unit profile: ``"auto"`` (from Manufacturer / RealWorldValueMapping units),
+        ``"siemens"`` (stored value = kPa x 100), ``"ge"`` (stored = Pa) or ``"custom"``.
+    custom_kpa_per_unit:
+        kPa per (rescaled) stored unit, used when ``profile == "custom"``.
+    mask_threshold:
+        Probability above which a pixel belongs to the predicted liver ROI; ``None`` uses the
+        threshold stored with the model.
+    min_component_area_mm2:
+        Connected ROI pieces smaller than this are dropped as specks.
+    min_roi_area_cm2:
+        A slice whose final ROI is smaller than this is flagged ``SMALL_ROI``
+        (and an empty ROI is flagged ``EMPTY_ROI`` and left out of the study value).
+    min_slices:
+        Fewer usable slices than this flags the study ``FEW_SLICES``.
+    max_slice_cv:
+        Coefficient of variation of slice means above this flags ``HIGH_SLICE_SPREAD``.
+    plausible_kpa:
+        Median ROI stiffness outside this range flags ``IMPLAUSIBLE_VALUES`` (wrong unit profile?).
+    max_file_mb:
+        Files larger than this are refused before they are read.
+    inference_batch:
+        Slices per forward pass (all slices of a study usually fit in one).
+    staging:
+        The cut-off table used by :func:`mre_core.staging.stage`.
+    db_url:
+        SQLAlchemy URL of the results store.
+    """
+
+    device: str = "auto"
+    weights_dir: Path = DEFAULT_WEIGHTS_DIR
+    model_name: str = DEFAULT_MODEL_NAME
+    profile: str = "auto"
+    custom_kpa_per_unit: float | None = None
+    mask_threshold: float | None = None
+    min_component_area_mm2: float = 50.0
+    min_roi_area_cm2: float = 2.0
+    min_slices: int = 3
+    max_slice_cv: float = 0.20
+    plausible_kpa: tuple[float, float] = (0.5, 20.0)
+    max_file_mb: float = 100.0
+    inference_batch: int = 8
+    staging: StagingTable = field(default=PAPER_TABLE)
+    db_url: str = f"sqlite:///{REPO_ROOT / 'data' / 'mre_review.sqlite'}"
+
+    def __post_init__(self) -> None:
+        if self.device not in DEVICES:
+            raise ValueError(f"device must be one of {DEVICES}, got {self.device!r}")
+        if self.profile not in PROFILES:
+            raise ValueError(f"profile must be one of {PROFILES}, got {self.profile!r}")
+        if self.profile == "custom" and not (self.custom_kpa_per_unit and self.custom_kpa_per_unit > 0):
+            raise ValueError("profile 'custom' needs custom_kpa_per_unit > 0 (kPa per stored unit), e.g. 0.01")
+        if self.mask_threshold is not None and not 0.0 < self.mask_threshold < 1.0:
+            raise ValueError(f"mask_threshold must be in (0, 1), got {self.mask_threshold}")
+        if self.max_file_mb <= 0:
+            raise ValueError("max_file_mb must be > 0")
+
+    @property
+    def max_file_bytes(self) -> int:
+        return int(self.max_file_mb * 1024 * 1024)
+
+    @property
+    def weights_path(self) -> Path:
+        return Path(self.weights_dir) / f"{self.model_name}.safetensors"
+
+    @property
+    def model_config_path(self) -> Path:
+        return Path(self.weights_dir) / f"{self.model_name}.json"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> Settings:
+        """Settings from ``MRE_<FIELD>`` variables (e.g. ``MRE_DEVICE=cpu``), then ``overrides``.
+
+        ``MRE_STAGING`` names a table (``paper`` or ``rdes149``); ``MRE_PLAUSIBLE_KPA`` is ``"low,high"``.
+        """
+        env = os.environ if environ is None else environ
+        values: dict[str, object] = {}
+        for f in fields(cls):
+            raw = env.get(f"MRE_{f.name.upper()}")
+            if raw is None or raw == "":
+                continue
+            values[f.name] = _parse(f.name, raw)
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)  # type: ignore[arg-type]
+
+    def replace(self, **changes: object) -> Settings:
+        """A copy with some fields changed (``None`` values are ignored)."""
+        return replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+
+def _parse(name: str, raw: str) -> object:
+    if name == "staging":
+        return get_table(raw)
+    if name == "weights_dir":
+        return Path(raw)
+    if name == "plausible_kpa":
+        low, high = (float(x) for x in raw.split(","))
+        return (low, high)
+    if name in ("min_slices", "inference_batch"):
+        return int(raw)
+    if name in ("device", "model_name", "profile", "db_url"):
+        return raw
+    try:
+        return float(raw)
+    except ValueError:
+        raise ValueError(f"MRE_{name.upper()}={raw!r} is not a number") from None

@@ -1,0 +1,72 @@
+"""Segmentation: batched inference, back to the native grid, ROI = liver ∩ confidence.
+
+``predict_probabilities`` is the only function here that touches torch. The post-
+processing (``final_roi``, ``drop_specks``) is pure numpy so it can be tested on
+tiny arrays and reused by the app when a reviewer edits an ROI.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import torch
+
+from mre_core.elastogram import Elastogram
+from mre_core.model import LoadedModel
+from mre_core.preprocess import model_input, to_native_grid
+
+
+def run_network(model: LoadedModel, batch: np.ndarray, batch_size: int = 8) -> np.ndarray:
+    """Sigmoid probabilities float32 [N, S, S] for a model-input batch float32 [N, C, S, S].
+
+    Runs under ``torch.inference_mode()`` in chunks of ``batch_size`` slices (a whole
+    4-5 slice study is one forward pass by default).
+    """
+    out = []
+    for start in range(0, len(batch), batch_size):
+        x = torch.from_numpy(batch[start:start + batch_size]).to(model.device)
+        with torch.inference_mode():
+            out.append(torch.sigmoid(model.net(x))[:, 0].float().cpu().numpy())
+    return np.concatenate(out) if out else np.zeros((0, 0, 0), dtype=np.float32)
+
+
+def predict_probabilities(model: LoadedModel, elastograms: list[Elastogram] | tuple[Elastogram, ...],
+                          batch_size: int = 8) -> list[np.ndarray]:
+    """Liver-ROI probability per slice, float32 [H, W] on each slice's native grid."""
+    prob = run_network(model, model_input(elastograms, model.config.input), batch_size)
+    return [to_native_grid(p, e.shape) for p, e in zip(prob, elastograms)]
+
+
+def drop_specks(mask: np.ndarray, min_area_px: int) -> np.ndarray:
+    """Remove 8-connected components smaller than ``min_area_px`` pixels (bool [H, W] → bool [H, W])."""
+    if min_area_px <= 1 or not mask.any():
+        return mask.copy()
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
+    keep = np.zeros(n, dtype=bool)
+    keep[1:] = stats[1:, cv2.CC_STAT_AREA] >= min_area_px
+    return keep[labels]
+
+
+def min_area_px(min_area_mm2: float, pixel_spacing_mm: tuple[float, float]) -> int:
+    """The smallest kept component in pixels for an area in mm².
+
+    >>> min_area_px(50.0, (1.5625, 1.5625))
+    21
+    """
+    return int(np.ceil(min_area_mm2 / (pixel_spacing_mm[0] * pixel_spacing_mm[1])))
+
+
+def final_roi(predicted: np.ndarray, confidence: np.ndarray, kpa: np.ndarray, min_component_px: int) -> np.ndarray:
+    """ROI = predicted liver ∩ confidence region ∩ pixels with a value, specks removed (bool [H, W])."""
+    roi = predicted & confidence & np.isfinite(kpa)
+    return drop_specks(roi, min_component_px)
+
+
+def adjust_roi(roi: np.ndarray, confidence: np.ndarray, kpa: np.ndarray, grow_px: int) -> np.ndarray:
+    """Erode (``grow_px < 0``) or dilate (``> 0``) an ROI by whole pixels, staying inside the confidence region."""
+    if grow_px == 0:
+        return roi.copy()
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * abs(grow_px) + 1, 2 * abs(grow_px) + 1))
+    op = cv2.dilate if grow_px > 0 else cv2.erode
+    changed = op(roi.astype(np.uint8), kernel).astype(bool)
+    return changed & confidence & np.isfinite(kpa)
