@@ -179,7 +179,11 @@ def slices_table(results: Sequence[StudyResult]) -> pd.DataFrame:
 
 
 def skipped_table(skipped: Sequence[SkippedFile]) -> pd.DataFrame:
-    """Files (or series) not analysed, columns ``file, reason``."""
+    """Files (or series) not analysed, columns ``file, reason`` (also when there are none).
+
+    >>> list(skipped_table([]).columns)
+    ['file', 'reason']
+    """
     return pd.DataFrame([(s.file, s.reason) for s in skipped], columns=list(SKIPPED_COLUMNS))
 
 

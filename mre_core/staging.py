@@ -145,8 +145,15 @@ class StageResult:
     table: str
 
 
+#: Stiffness is staged at the precision it is reported with (0.001 kPa), so a value shown as
+#: "2.800 kPa" is F2 even when float32 arithmetic left it at 2.79999995.
+STAGING_DECIMALS = 3
+
+
 def stage(stiffness_kpa: float, table: StagingTable = PAPER_TABLE) -> StageResult:
     """Stage one liver stiffness (kPa); bounds are inclusive lower bounds.
+
+    The value is rounded to ``STAGING_DECIMALS`` (0.001 kPa) before it is compared.
 
     Raises
     ------
@@ -156,7 +163,8 @@ def stage(stiffness_kpa: float, table: StagingTable = PAPER_TABLE) -> StageResul
     if not isinstance(stiffness_kpa, (int, float)) or not math.isfinite(stiffness_kpa) or stiffness_kpa < 0:
         raise ValueError(f"cannot stage stiffness {stiffness_kpa!r} kPa: need a finite value >= 0")
     s = FibrosisStage.F0
+    value = round(float(stiffness_kpa), STAGING_DECIMALS)
     for c in table.cutoffs:
-        if stiffness_kpa >= c.lower_kpa:
+        if value >= c.lower_kpa:
             s = c.stage
     return StageResult(float(stiffness_kpa), s, s >= FibrosisStage.F2, table.name)

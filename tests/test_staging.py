@@ -67,3 +67,11 @@ def test_stage_range_covers_f0_floor_to_f4_ceiling():
     assert PAPER_TABLE.stage_range_kpa(FibrosisStage.F0) == (1.5, 2.5)
     assert PAPER_TABLE.stage_range_kpa(FibrosisStage.F4) == (5.0, 9.0)
     assert not math.isnan(PAPER_TABLE.stage_range_kpa(FibrosisStage.F2)[0])
+
+
+def test_float32_2_80_kpa_is_staged_f2_at_reported_precision():
+    import numpy as np
+    value = float(np.float32(280) * np.float32(0.01))
+    assert value < 2.8
+    assert stage(value).stage == FibrosisStage.F2
+    assert stage(2.7994).stage == FibrosisStage.F1
