@@ -1,4 +1,4 @@
-"""``python -m mre_core <verb>``: analyze | phantom | verify.
+"""``python -m mre_core <verb>``: analyze | phantom | train | evaluate | verify.
 
 Exit codes: 0 success (``analyze``: at least one study analysed), 1 nothing to report
 or a failure the message explains, 2 usage error.
@@ -99,6 +99,18 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("phantom", help="write a synthetic MRE cohort with known truth")
     phantom.configure_parser(p)
     p.set_defaults(func=phantom.run_cli)
+
+    from mre_core import train
+
+    p = sub.add_parser("train", help="train the segmentation model on a phantom cohort")
+    train.configure_parser(p)
+    p.set_defaults(func=train.run_cli)
+
+    from mre_core import evaluate
+
+    p = sub.add_parser("evaluate", help="Dice/IoU, stiffness agreement and stage agreement on a phantom cohort")
+    evaluate.configure_parser(p)
+    p.set_defaults(func=evaluate.run_cli)
 
     p = sub.add_parser("verify", help="check the shipped weights and run them on a phantom study")
     p.add_argument("--seed", type=int, default=0)
