@@ -153,6 +153,19 @@ def estimate_period(weights: list[np.ndarray]) -> int | None:
     return period
 
 
+def series_period(stack: np.ndarray, hatch_value: float) -> int | None:
+    """Hatch line period (pixels) measured over all slices of a series, or None.
+
+    Used as the fallback for slices whose own hatch has too few lines to measure it.
+    """
+    weights: list[np.ndarray] = []
+    for image in np.asarray(stack).reshape((-1,) + np.asarray(stack).shape[-2:]):
+        ii, jj = np.indices(image.shape)
+        down, up = line_pixels(image == hatch_value)
+        weights += [_line_positions(down, ii - jj + image.shape[1]), _line_positions(up, ii + jj)]
+    return estimate_period(weights)
+
+
 def _phase(weights: np.ndarray, period: int) -> int | None:
     """Residue (mod period) holding the line pixels, if >= 90 % of them share it."""
     if weights.sum() == 0:
@@ -204,7 +217,9 @@ def decode_hatch(stored: np.ndarray, hatch_value: float, period_hint: int | None
             break
         lattice |= (coord % period) == phase
     if fitted and period is not None:
-        hatched = _nearest_lattice_label(lattice & body, stored == hatch_value) & body
+        # a lattice pixel is hatched if it holds the value next to a line (not a lone chance pixel)
+        near_line = ndimage.binary_dilation(lines, structure=np.ones((3, 3), bool))
+        hatched = _nearest_lattice_label(lattice & body, (stored == hatch_value) & near_line) & body
     else:
         size = (period or 9) + 1
         kernel = np.ones((size, size), np.uint8)
@@ -250,6 +265,11 @@ def decode_pair(full: np.ndarray, masked: np.ndarray) -> np.ndarray:
     Returns
     -------
     bool [rows, cols]
+
+    Examples
+    --------
+    >>> decode_pair(np.array([[0, 300, 310, 320]]), np.array([[0, 300, 0, 321]])).tolist()
+    [[False, True, False, False]]
     """
     full, masked = np.asarray(full), np.asarray(masked)
     return (masked != 0) & (full != 0) & (masked == full)

@@ -1,0 +1,617 @@
+"""Read DICOM elastograms: files, folders, zips, uploads → :class:`ReadResult`.
+
+Steps: expand the sources into files (folders recursively, zip members in memory), refuse
+oversized files before reading them, parse each file and validate it (MR, grayscale,
+PixelSpacing, pixel data), group by patient → study → series, recognise each series'
+role from its description keywords and pixel statistics, pick one elastogram-with-
+confidence series per study, then convert stored values to kPa (modality LUT + vendor
+profile) and read the confidence region (:mod:`mre_core.confidence`).
+
+Every input file ends up either in an :class:`Elastogram` (``source``; for GE-style pairs
+the full map's files are listed in ``StudyInput.meta["paired_full_map_sources"]``) or in
+``ReadResult.skipped`` with a reason a user can act on. A problem with one file never
+stops the batch.
+
+Series recognition (per study)
+------------------------------
+1. Role from SeriesDescription + ProtocolName + ImageType values (case-insensitive):
+   ``elast``/``stiff``/``conf``/``95`` → elastogram; ``mag`` (not inside a word) or
+   ImageType ``M`` → magnitude; ``wave``/``phase`` or ImageType ``P`` → wave; ``mre`` or
+   ImageType ``MRE`` → elastogram; else unknown. Magnitude and wave series are skipped.
+2. Pixels decide the marking: a cross-hatch (:func:`mre_core.confidence.find_hatch_value`,
+   also accepted on an unknown-role series); zero holes inside the body's convex hull in
+   at least half the slices (zero fill); a series named ``conf``/``95`` with >= 5 % zero
+   pixels is zero fill, without zeros it is kept with encoding NONE (flagged downstream).
+3. GE-style pair: a non-hatched elastogram series whose every slice is a masked copy of
+   the slice at the same position in another elastogram series of the study
+   (:func:`mre_core.confidence.is_masked_copy`) becomes a paired-series candidate, unless
+   it is zero filled on its own and neither SourceImageSequence links it to the map nor do
+   any of its non-zero pixels differ from the map (then it stays zero fill).
+4. Best candidate: marked (pair/hatch) > zero fill > none, then a ``conf``/``95`` name,
+   then more slices. Other candidates are reported as "another confidence series …".
+Limits: zero fill confined to the body's edge is only recognised through the name; a
+hatch drawn with lines thicker than 1 pixel falls back to a morphological closing; the
+unknown-manufacturer unit guess is a median-value heuristic (see :func:`to_kpa`).
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import re
+import zipfile
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Any, Union
+
+import numpy as np
+import pydicom
+from pydicom.dataset import Dataset
+from pydicom.errors import InvalidDicomError
+from pydicom.pixels import apply_rescale
+
+from mre_core import confidence as conf
+from mre_core.config import Settings
+from mre_core.elastogram import (
+    ConfidenceEncoding,
+    Elastogram,
+    ElastogramSeries,
+    ReadResult,
+    SkippedFile,
+    StudyInput,
+    VendorProfile,
+)
+
+Source = Union[Path, str, tuple[str, bytes]]
+logger = logging.getLogger(__name__)
+
+#: unknown manufacturer, no RWVM: median non-zero value at or below this → kPa x 100, above → Pa
+AUTO_KPA100_MAX_MEDIAN = 1000.0
+_STRONG = ("elast", "stiff", "conf", "95")
+_CONF = ("conf", "95")
+_IMAGE_CLASSES = {"1.2.840.10008.5.1.4.1.1.4", "1.2.840.10008.5.1.4.1.1.4.1", "1.2.840.10008.5.1.4.1.1.2",
+                  "1.2.840.10008.5.1.4.1.1.7"}  # MR, enhanced MR, CT, secondary capture
+_META_TAGS = ("PatientName", "PatientAge", "PatientSex", "StudyDate", "StudyDescription",
+              "AccessionNumber", "Manufacturer", "InstitutionName")
+
+
+class DicomInputError(ValueError):
+    """A file that cannot be analysed; the message says why and what to do."""
+
+
+@dataclass(frozen=True)
+class _Slice:
+    source: str
+    header: Dataset
+    stored: np.ndarray
+    sop_uid: str
+    instance_number: int
+    position_mm: float
+    pixel_spacing_mm: tuple[float, float]
+
+    def key(self) -> tuple[str, str, str]:
+        h = self.header
+        return (str(h.get("PatientID", "") or "anonymous"), str(h.get("StudyInstanceUID", "")),
+                str(h.get("SeriesInstanceUID", "")))
+
+    def sort_key(self) -> tuple[int, float, int]:
+        finite = bool(np.isfinite(self.position_mm))
+        return (0 if finite else 1, self.position_mm if finite else 0.0, self.instance_number)
+
+
+@dataclass(frozen=True)
+class _Candidate:
+    slices: tuple[_Slice, ...]
+    encoding: ConfidenceEncoding
+    hatch_value: float | None = None
+    full_map: tuple[_Slice, ...] | None = None
+
+    def rank(self) -> tuple[int, int, int]:
+        marked = {ConfidenceEncoding.NONE: 0, ConfidenceEncoding.ZERO_FILL: 1}.get(self.encoding, 2)
+        return (marked, int(any(k in _text(self.slices[0].header) for k in _CONF)), len(self.slices))
+
+
+# ---------------------------------------------------------------- public API
+
+
+def read_inputs(sources: Sequence[Source] | Source, settings: Settings,
+                progress: Callable[[int, int], None] | None = None) -> ReadResult:
+    """Read files, folders (recursive), zips and uploaded ``(name, bytes)`` pairs.
+
+    Parameters
+    ----------
+    sources : sequence of path, str or (name, bytes)
+        What to read; a single source is accepted too.
+    settings : Settings
+        Uses ``profile``, ``custom_kpa_per_unit`` and ``max_file_bytes``.
+    progress : callable(done, total), optional
+        Called after each file is parsed.
+
+    Returns
+    -------
+    ReadResult
+        One :class:`StudyInput` per study with a usable elastogram series; every other
+        file in ``skipped`` with its reason.
+    """
+    if isinstance(sources, (str, Path)) or (isinstance(sources, tuple) and len(sources) == 2
+                                            and isinstance(sources[1], (bytes, bytearray))):
+        sources = [sources]  # type: ignore[list-item]
+    skipped: list[SkippedFile] = []
+    slices: list[_Slice] = []
+    seen: set[str] = set()
+    with ExitStack() as stack:
+        items = [it for src in sources for it in _expand(src, settings.max_file_bytes, stack)]
+        for done, item in enumerate(items, start=1):
+            if isinstance(item, SkippedFile):
+                skipped.append(item)
+            else:
+                label, read = item
+                try:
+                    s = _parse(label, read())
+                    if s.sop_uid in seen:
+                        raise DicomInputError("duplicate SOPInstanceUID: the same image was given twice")
+                    seen.add(s.sop_uid)
+                    slices.append(s)
+                except DicomInputError as err:
+                    skipped.append(SkippedFile(label, str(err)))
+                except Exception as err:  # noqa: BLE001 - one bad file must not stop the batch
+                    logger.exception("unexpected error reading %s", label)
+                    skipped.append(SkippedFile(label, f"unreadable file ({type(err).__name__}: {err})"))
+            if progress is not None:
+                progress(done, len(items))
+    studies = _build_studies(slices, settings, skipped)
+    for s in skipped:
+        logger.info("skipped %s: %s", s.file, s.reason)
+    return ReadResult(studies=tuple(studies), skipped=tuple(skipped))
+
+
+def to_kpa(values: np.ndarray, ds_header: Dataset, settings: Settings,
+           hint_values: np.ndarray | None = None) -> tuple[np.ndarray, VendorProfile, float]:
+    """Stored pixel values → kPa (modality LUT, then the vendor profile).
+
+    Parameters
+    ----------
+    values : array, stored pixel values (any shape)
+    ds_header : pydicom Dataset
+        Supplies RescaleSlope/Intercept, Manufacturer and RealWorldValueMappingSequence.
+    settings : Settings
+        An explicit ``profile`` overrides detection; ``custom`` uses ``custom_kpa_per_unit``.
+    hint_values : array, optional
+        Stored values of the whole series, for the range heuristic (default ``values``).
+
+    Returns
+    -------
+    kpa : float32 array, kPa
+    profile : VendorProfile
+    kpa_per_unit : float
+        kPa per rescaled stored unit (for RWVM: per stored unit, the mapping's slope).
+
+    Notes
+    -----
+    Order: explicit profile; RWVM with UCUM ``kPa``/``Pa`` (applied to stored values, as
+    the standard defines it); Manufacturer SIEMENS (kPa x 100) or GE (Pa); otherwise the
+    median non-zero value decides: <= 1000 → kPa x 100 (up to 10 kPa), above → Pa. That
+    guess is logged; a study with stiff livers on an unknown scanner can be misread, so
+    the profile is always shown and the user can override it.
+    """
+    stored = np.asarray(values)
+    explicit = {"siemens": (VendorProfile.SIEMENS, 0.01), "ge": (VendorProfile.GE, 0.001)}
+    if settings.profile == "custom":
+        return _rescaled(stored, ds_header) * np.float32(settings.custom_kpa_per_unit), \
+            VendorProfile.CUSTOM, float(settings.custom_kpa_per_unit or 0.0)
+    if settings.profile in explicit:
+        profile, factor = explicit[settings.profile]
+        return _rescaled(stored, ds_header) * np.float32(factor), profile, factor
+    rwvm = _rwvm(ds_header)
+    if rwvm is not None:
+        slope, intercept, unit = rwvm
+        kpa = (stored.astype(np.float64) * slope + intercept) * unit
+        return kpa.astype(np.float32), VendorProfile.RWVM, slope * unit
+    profile, factor = _auto_profile(ds_header, stored if hint_values is None else hint_values)
+    return _rescaled(stored, ds_header) * np.float32(factor), profile, factor
+
+
+# ---------------------------------------------------------------- ingest
+
+_Item = Union[SkippedFile, tuple[str, Callable[[], bytes]]]
+
+
+def _expand(src: Source, limit: int, stack: ExitStack) -> Iterator[_Item]:
+    if isinstance(src, tuple):
+        name, data = src
+        if len(data) > limit:
+            yield SkippedFile(name, _too_big(len(data), limit))
+        elif data[:4] == b"PK\x03\x04" and data[128:132] != b"DICM":
+            yield from _zip_members(name, io.BytesIO(data), limit, stack)
+        else:
+            yield (name, lambda d=bytes(data): d)
+        return
+    path = Path(src)
+    if path.is_dir():
+        for p in sorted(path.rglob("*")):
+            if p.is_file():
+                yield from _expand_file(p, str(p.relative_to(path.parent)), limit, stack)
+    elif path.is_file():
+        yield from _expand_file(path, path.name, limit, stack)
+    else:
+        yield SkippedFile(str(src), "file or folder not found: check the path")
+
+
+def _expand_file(path: Path, label: str, limit: int, stack: ExitStack) -> Iterator[_Item]:
+    skip = _skip_name(path.name)
+    if skip:
+        yield SkippedFile(label, skip)
+        return
+    with path.open("rb") as f:
+        head = f.read(132)
+    if head[128:132] != b"DICM" and zipfile.is_zipfile(path):
+        yield from _zip_members(label, path, limit, stack)
+        return
+    size = path.stat().st_size  # before reading: a huge (or sparse) file is never loaded
+    if size > limit:
+        yield SkippedFile(label, _too_big(size, limit))
+    else:
+        yield (label, path.read_bytes)
+
+
+def _zip_members(label: str, file: Any, limit: int, stack: ExitStack) -> Iterator[_Item]:
+    try:
+        zf = stack.enter_context(zipfile.ZipFile(file))
+    except (zipfile.BadZipFile, OSError) as err:
+        yield SkippedFile(label, f"damaged zip archive ({err}): re-create the archive")
+        return
+    for info in zf.infolist():
+        name = f"{label}:{info.filename}"
+        if info.is_dir():
+            continue
+        parts = PurePosixPath(info.filename.replace("\\", "/")).parts
+        if info.filename.startswith(("/", "\\")) or ".." in parts or re.match(r"^[A-Za-z]:", info.filename):
+            yield SkippedFile(name, f"unsafe path in zip archive ({info.filename!r}): member refused")
+        elif info.file_size > limit:
+            yield SkippedFile(name, _too_big(info.file_size, limit))
+        elif _skip_name(parts[-1]) or parts[0] == "__MACOSX":
+            yield SkippedFile(name, _skip_name(parts[-1]) or "macOS resource fork in zip: not an image")
+        else:
+            yield (name, lambda i=info: _read_member(zf, i, limit))
+
+
+def _read_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, limit: int) -> bytes:
+    with zf.open(info) as f:
+        data = f.read(limit + 1)  # never trust the header's size: stop at the limit
+    if len(data) > limit:
+        raise DicomInputError(_too_big(len(data), limit))
+    if data[:4] == b"PK\x03\x04":
+        raise DicomInputError("zip archive inside a zip archive: unpack the outer archive first")
+    return data
+
+
+def _skip_name(name: str) -> str:
+    if name.upper() == "DICOMDIR":
+        return "DICOMDIR index file: not an image (the images it lists are read from the folder)"
+    if name.startswith("."):
+        return "hidden file: not read"
+    return ""
+
+
+def _too_big(size: int, limit: int) -> str:
+    return (f"file is {size / 2**20:.1f} MB, over the size limit of {limit / 2**20:.1f} MB: "
+            "raise max_file_mb (MRE_MAX_FILE_MB) if this is a genuine image")
+
+
+# ---------------------------------------------------------------- one file
+
+
+def _parse(label: str, data: bytes) -> _Slice:
+    ds = _read_dataset(data)
+    media_class = str(getattr(ds, "file_meta", Dataset()).get("MediaStorageSOPClassUID", ""))
+    if "PixelData" not in ds and ("Rows" in ds or media_class in _IMAGE_CLASSES):
+        raise DicomInputError("truncated file: an image header without its pixel data; copy or export it again")
+    if "PixelData" not in ds:
+        raise DicomInputError("DICOM file without pixel data (e.g. a report or presentation state): not an image")
+    photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2"))
+    if int(ds.get("SamplesPerPixel", 1)) != 1 or not photometric.startswith("MONO"):
+        raise DicomInputError("RGB/colour image (secondary capture or screenshot): stiffness cannot be read "
+                              "from display colours; export the gray-scale elastogram")
+    modality = str(ds.get("Modality", ""))
+    if modality != "MR":
+        raise DicomInputError(f"{modality or 'unknown-modality'} image: only MR elastograms are analysed")
+    if int(ds.get("NumberOfFrames", 1) or 1) > 1:
+        raise DicomInputError("multi-frame (enhanced) image: export the elastogram as single-frame images")
+    spacing = ds.get("PixelSpacing")
+    if not spacing or len(spacing) != 2 or min(float(v) for v in spacing) <= 0:
+        raise DicomInputError("missing PixelSpacing: cannot measure ROI area; export with geometry")
+    stored = _decode(ds)
+    if not np.any(stored):
+        raise DicomInputError("all-zero image: no stiffness values (empty or failed reconstruction)")
+    del ds.PixelData
+    return _Slice(label, ds, stored, str(ds.get("SOPInstanceUID", label)), int(ds.get("InstanceNumber", 0) or 0),
+                  _position_mm(ds), (float(spacing[0]), float(spacing[1])))
+
+
+def _read_dataset(data: bytes) -> Dataset:
+    preamble = len(data) >= 132 and data[128:132] == b"DICM"
+    try:
+        ds = pydicom.dcmread(io.BytesIO(data), force=not preamble)
+    except (InvalidDicomError, EOFError, OSError, ValueError, KeyError, TypeError, AttributeError) as err:
+        if preamble:
+            raise DicomInputError(f"truncated or corrupt DICOM file ({err}): copy or export it again") from None
+        raise DicomInputError("not a DICOM file (no DICM preamble and no readable dataset)") from None
+    if not preamble:
+        try:
+            ok = any(t in ds for t in ("SOPClassUID", "Modality")) and bool(ds.get("SOPInstanceUID"))
+        except Exception:  # noqa: BLE001 - garbage parsed with force=True
+            ok = False
+        if not ok:
+            raise DicomInputError("not a DICOM file (no DICM preamble and no readable dataset)")
+    return ds
+
+
+def _decode(ds: Dataset) -> np.ndarray:
+    ts = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
+    try:
+        return np.asarray(ds.pixel_array)
+    except Exception as err:  # noqa: BLE001 - decoder errors come in many types
+        msg = str(err).split(" - ")[0]
+        if any(k in msg.lower() for k in ("less than expected", "shorter", "truncat", "insufficient", "end of")):
+            raise DicomInputError(f"truncated pixel data ({msg}): copy or export the file again") from None
+        name = getattr(ts, "name", ts)
+        raise DicomInputError(f"cannot decode pixel data ({name}): {msg}; install the pylibjpeg plugins "
+                              "or export uncompressed") from None
+
+
+def _position_mm(ds: Dataset) -> float:
+    ipp, iop = ds.get("ImagePositionPatient"), ds.get("ImageOrientationPatient")
+    if ipp is not None and iop is not None and len(ipp) == 3 and len(iop) == 6:
+        normal = np.cross(np.asarray(iop[:3], float), np.asarray(iop[3:], float))
+        return float(np.dot(normal, np.asarray(ipp, float)))
+    if ds.get("SliceLocation") is not None:
+        return float(ds.SliceLocation)
+    return float("nan")
+
+
+# ---------------------------------------------------------------- units
+
+
+def _rescaled(stored: np.ndarray, ds: Dataset) -> np.ndarray:
+    if "RescaleSlope" in ds or "RescaleIntercept" in ds:
+        return np.asarray(apply_rescale(stored.astype(np.float64), ds), dtype=np.float32)
+    return stored.astype(np.float32)
+
+
+def _rwvm(ds: Dataset) -> tuple[float, float, float] | None:
+    """(slope, intercept, kPa per unit) of a RealWorldValueMapping in kPa or Pa, else None."""
+    for item in ds.get("RealWorldValueMappingSequence", []):
+        units = item.get("MeasurementUnitsCodeSequence", [])
+        code = str(units[0].get("CodeValue", "")) if units else ""
+        if code in ("kPa", "Pa"):
+            return (float(item.get("RealWorldValueSlope", 1.0)), float(item.get("RealWorldValueIntercept", 0.0)),
+                    1.0 if code == "kPa" else 0.001)
+    return None
+
+
+def _auto_profile(ds: Dataset, hint: np.ndarray) -> tuple[VendorProfile, float]:
+    maker = str(ds.get("Manufacturer", "")).upper()
+    if "SIEMENS" in maker:
+        return VendorProfile.SIEMENS, 0.01
+    if re.search(r"\bGE\b|GENERAL ELECTRIC", maker):
+        return VendorProfile.GE, 0.001
+    values = _rescaled(np.asarray(hint), ds)
+    nonzero = values[values != 0]
+    median = float(np.median(nonzero)) if nonzero.size else 0.0
+    profile = VendorProfile.SIEMENS if median <= AUTO_KPA100_MAX_MEDIAN else VendorProfile.GE
+    logger.warning("unknown manufacturer %r and no RealWorldValueMapping: median value %.0f → profile %s "
+                   "(set the profile explicitly if this is wrong)", maker, median, profile.value)
+    return profile, 0.01 if profile is VendorProfile.SIEMENS else 0.001
+
+
+def profile_note(ds: Dataset, settings: Settings) -> str:
+    """How the unit profile was chosen, in words (for ``StudyInput.meta``)."""
+    if settings.profile != "auto":
+        return f"set by user: {settings.profile}"
+    if _rwvm(ds) is not None:
+        return "RealWorldValueMapping units (kPa/Pa)"
+    maker = str(ds.get("Manufacturer", ""))
+    if "SIEMENS" in maker.upper() or re.search(r"\bGE\b|GENERAL ELECTRIC", maker.upper()):
+        return f"Manufacturer {maker!r}"
+    return f"guessed from the value range (unknown manufacturer {maker!r}); check it"
+
+
+# ---------------------------------------------------------------- series → studies
+
+
+def _text(ds: Dataset) -> str:
+    image_type = " ".join(str(t) for t in (ds.get("ImageType") or []))
+    return f"{ds.get('SeriesDescription', '')} {ds.get('ProtocolName', '')} {image_type}".lower()
+
+
+def series_role(ds: Dataset) -> str:
+    """``elastogram``, ``magnitude``, ``wave`` or ``unknown`` from description and ImageType."""
+    text, tokens = _text(ds), {str(t).upper() for t in (ds.get("ImageType") or [])}
+    if any(k in text for k in _STRONG):
+        return "elastogram"
+    if re.search(r"(?<![a-z])mag", text) or "M" in tokens:
+        return "magnitude"
+    if "wave" in text or "phase" in text or "P" in tokens or "PHASE" in tokens:
+        return "wave"
+    if "mre" in text or "MRE" in tokens:
+        return "elastogram"
+    return "unknown"
+
+
+def _group(slices: list[_Slice]) -> dict[tuple[str, str], dict[str, list[_Slice]]]:
+    studies: dict[tuple[str, str], dict[str, list[_Slice]]] = defaultdict(lambda: defaultdict(list))
+    for s in slices:
+        patient, study, series = s.key()
+        studies[(patient, study)][series].append(s)
+    return studies
+
+
+def _drop_mixed_sizes(series: list[_Slice], skipped: list[SkippedFile]) -> list[_Slice]:
+    sizes = Counter(s.stored.shape for s in series)
+    if len(sizes) == 1:
+        return series
+    keep = sizes.most_common(1)[0][0]
+    for s in series:
+        if s.stored.shape != keep:
+            skipped.append(SkippedFile(s.source, f"mixed-size series: this slice is {s.stored.shape[0]}x"
+                                       f"{s.stored.shape[1]} but the series is {keep[0]}x{keep[1]}; "
+                                       "re-export the series"))
+    return [s for s in series if s.stored.shape == keep]
+
+
+def _classify(series: list[_Slice]) -> tuple[str, _Candidate | None]:
+    """(role, candidate): a candidate when the series carries (or may carry) a confidence map."""
+    head = series[0].header
+    role = series_role(head)
+    if role in ("magnitude", "wave"):
+        return role, None
+    stack = np.stack([s.stored for s in series])
+    hatch = conf.find_hatch_value(stack)
+    if hatch is not None:
+        return "elastogram", _Candidate(tuple(series), ConfidenceEncoding.CROSS_HATCH, hatch)
+    if role == "unknown":
+        return role, None
+    if sum(conf.has_zero_fill(s.stored) for s in series) * 2 >= len(series):
+        return role, _Candidate(tuple(series), ConfidenceEncoding.ZERO_FILL)
+    if any(k in _text(head) for k in _CONF):  # named a confidence map: its zeros are the marking
+        zeros = float(np.mean(stack == 0))
+        encoding = ConfidenceEncoding.ZERO_FILL if zeros >= 0.05 else ConfidenceEncoding.NONE
+        return role, _Candidate(tuple(series), encoding)
+    return "plain", None
+
+
+def _find_full_map(masked: list[_Slice], others: list[list[_Slice]]) -> tuple[_Slice, ...] | None:
+    """The series of which ``masked`` is a confidence-masked copy, matched slice by slice."""
+    def pos(s: _Slice) -> object:
+        return round(s.position_mm, 2) if np.isfinite(s.position_mm) else ("n", s.instance_number)
+    for full in others:
+        by_pos = {pos(s): s for s in full}
+        matched = [by_pos.get(pos(m)) for m in masked]
+        if all(f is not None and conf.is_masked_copy(f.stored, m.stored) for f, m in zip(matched, masked)):
+            return tuple(f for f in matched if f is not None)
+    return None
+
+
+def _pair_needed(masked: list[_Slice], full: tuple[_Slice, ...]) -> bool:
+    """A zero-filled series is read as a pair only when the data links the two series
+    (SourceImageSequence) or the masked copy has non-zero pixels that differ from the map."""
+    full_uids = {f.sop_uid for f in full}
+    for m, f in zip(masked, full):
+        refs = {str(r.get("ReferencedSOPInstanceUID", "")) for r in m.header.get("SourceImageSequence", [])}
+        if refs & full_uids or np.any((m.stored != 0) & (m.stored != f.stored)):
+            return True
+    return False
+
+
+def _build_studies(slices: list[_Slice], settings: Settings, skipped: list[SkippedFile]) -> list[StudyInput]:
+    studies: list[StudyInput] = []
+    for (patient, study_uid), by_series in _group(slices).items():
+        try:
+            study = _build_one(patient, study_uid, by_series, settings, skipped)
+        except Exception as err:  # noqa: BLE001 - one bad study must not stop the batch
+            logger.exception("study %s failed", study_uid)
+            study = None
+            for series in by_series.values():
+                skipped.extend(SkippedFile(s.source, f"study could not be read ({err})") for s in series)
+        if study is not None:
+            studies.append(study)
+    return studies
+
+
+def _build_one(patient: str, study_uid: str, by_series: dict[str, list[_Slice]], settings: Settings,
+               skipped: list[SkippedFile]) -> StudyInput | None:
+    classified: dict[str, tuple[str, _Candidate | None]] = {}
+    series_slices: dict[str, list[_Slice]] = {}
+    for uid, raw in by_series.items():
+        series = sorted(_drop_mixed_sizes(raw, skipped), key=_Slice.sort_key)
+        series_slices[uid] = series
+        classified[uid] = _classify(series)
+    hatch = ConfidenceEncoding.CROSS_HATCH
+    pairable = [u for u, (r, c) in classified.items() if r == "plain" or (c is not None and c.encoding is not hatch)]
+    candidates: list[_Candidate] = []
+    for uid, (_, cand) in classified.items():
+        if uid in pairable:
+            full = _find_full_map(series_slices[uid], [series_slices[o] for o in pairable if o != uid])
+            if full is not None and (cand is None or cand.encoding is not ConfidenceEncoding.ZERO_FILL
+                                     or _pair_needed(series_slices[uid], full)):
+                cand = _Candidate(tuple(series_slices[uid]), ConfidenceEncoding.PAIRED_SERIES, full_map=full)
+        if cand is not None:
+            candidates.append(cand)
+    chosen = max(candidates, key=_Candidate.rank) if candidates else None
+    used = {s.sop_uid for s in (chosen.full_map or ())} if chosen else set()
+    for uid, (role, _) in classified.items():
+        series = series_slices[uid]
+        if chosen is not None and series[0].sop_uid in {s.sop_uid for s in chosen.slices}:
+            continue
+        if series[0].sop_uid in used:
+            continue
+        reason = _ignore_reason(role, series, chosen, candidates)
+        skipped.extend(SkippedFile(s.source, reason) for s in series)
+    if chosen is None:
+        return None
+    return _study_input(patient, study_uid, chosen, settings)
+
+
+def _ignore_reason(role: str, series: list[_Slice], chosen: _Candidate | None, candidates: list[_Candidate]) -> str:
+    if any(c.slices[0].sop_uid == series[0].sop_uid for c in candidates) and chosen is not None:
+        h = chosen.slices[0].header
+        return (f"another confidence series of this study was analysed (series {h.get('SeriesNumber', '?')} "
+                f"'{h.get('SeriesDescription', '')}', {chosen.encoding.value})")
+    return {
+        "magnitude": "magnitude images, not an elastogram",
+        "wave": "wave (phase) images, not an elastogram",
+        "plain": "elastogram without 95 % confidence map (no cross-hatch, no zero-filled areas, no masked "
+                 "companion series): export the confidence-map series",
+    }.get(role, "unrecognised series: no elastogram keyword in SeriesDescription/ProtocolName/ImageType and "
+                "no confidence marking in the pixels")
+
+
+def _study_input(patient: str, study_uid: str, cand: _Candidate, settings: Settings) -> StudyInput:
+    head = cand.slices[0].header
+    values = cand.full_map if cand.full_map is not None else cand.slices
+    hint = np.stack([s.stored for s in values])
+    if cand.hatch_value is not None:
+        hint = np.where(hint == cand.hatch_value, 0, hint)
+    period = None
+    if cand.hatch_value is not None:
+        period = conf.series_period(np.stack([s.stored for s in cand.slices]), cand.hatch_value)
+    slices = tuple(_elastogram(s, i, cand, settings, hint, period) for i, s in enumerate(cand.slices))
+    meta = {t: str(head.get(t, "")) for t in _META_TAGS}
+    meta["unit_profile_source"] = profile_note(head, settings)
+    if cand.hatch_value is not None:
+        meta["hatch_value"] = f"{cand.hatch_value:g}"
+    paired = None
+    if cand.full_map is not None:
+        paired = str(cand.full_map[0].header.get("SeriesInstanceUID", ""))
+        meta["paired_full_map_sources"] = ";".join(s.source for s in cand.full_map)
+    series = ElastogramSeries(series_uid=str(head.get("SeriesInstanceUID", "")),
+                              description=str(head.get("SeriesDescription", "")),
+                              manufacturer=str(head.get("Manufacturer", "")), slices=slices,
+                              paired_series_uid=paired)
+    return StudyInput(patient_id=patient, study_uid=study_uid, series=series, meta=meta)
+
+
+def _elastogram(s: _Slice, index: int, cand: _Candidate, settings: Settings, hint: np.ndarray,
+                period: int | None) -> Elastogram:
+    stored = s.stored if cand.full_map is None else cand.full_map[index].stored
+    kpa, profile, per_unit = to_kpa(stored, s.header, settings, hint_values=hint)
+    kpa = kpa.astype(np.float32)
+    kpa[stored == 0] = np.nan
+    if cand.encoding is ConfidenceEncoding.CROSS_HATCH and cand.hatch_value is not None:
+        hatch = conf.decode_hatch(stored, cand.hatch_value, period_hint=period)
+        kpa[hatch.hatch_pixels] = np.nan
+        confidence = conf.body_mask(stored) & ~hatch.hatched_area
+    elif cand.encoding is ConfidenceEncoding.PAIRED_SERIES:
+        confidence = conf.decode_pair(stored, s.stored)
+    else:
+        confidence = conf.body_mask(stored)
+    confidence &= np.isfinite(kpa)
+    return Elastogram(kpa=kpa, confidence=confidence, pixel_spacing_mm=s.pixel_spacing_mm, sop_uid=s.sop_uid,
+                      series_uid=str(s.header.get("SeriesInstanceUID", "")),
+                      study_uid=str(s.header.get("StudyInstanceUID", "")),
+                      patient_id=str(s.header.get("PatientID", "") or "anonymous"),
+                      instance_number=s.instance_number, position_mm=s.position_mm, profile=profile,
+                      kpa_per_unit=per_unit, encoding=cand.encoding, source=s.source, header=s.header)
