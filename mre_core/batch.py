@@ -50,7 +50,7 @@ def analyze_sources(sources: Sequence[Source], settings: Settings, model: Loaded
     outcome.read_s = time.perf_counter() - t
     outcome.skipped.extend(read.skipped)
     for s in read.skipped:
-        log.warning("skipped %s: %s", s.file, s.reason)
+        log.info("not analysed: %s: %s", s.file, s.reason)
     for study in tqdm(read.studies, desc="analysing", unit="study", disable=not show_progress, file=sys.stderr):
         try:
             outcome.results.append(analyze_study(study, model, settings))
