@@ -36,9 +36,11 @@ unknown-manufacturer unit guess is a median-value heuristic (see :func:`to_kpa`)
 
 from __future__ import annotations
 
+import contextlib
 import io
 import logging
 import re
+import warnings
 import zipfile
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator, Sequence
@@ -331,10 +333,28 @@ def _parse(label: str, data: bytes) -> _Slice:
                   _position_mm(ds), (float(spacing[0]), float(spacing[1])))
 
 
+@contextlib.contextmanager
+def _quiet_pydicom(quiet: bool) -> Iterator[None]:
+    """Silence pydicom's VR warnings while probing bytes that may not be DICOM at all."""
+    if not quiet:
+        yield
+        return
+    logger = logging.getLogger("pydicom")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        logger.setLevel(level)
+
+
 def _read_dataset(data: bytes) -> Dataset:
     preamble = len(data) >= 132 and data[128:132] == b"DICM"
     try:
-        ds = pydicom.dcmread(io.BytesIO(data), force=not preamble)
+        with _quiet_pydicom(not preamble):
+            ds = pydicom.dcmread(io.BytesIO(data), force=not preamble)
     except (InvalidDicomError, EOFError, OSError, ValueError, KeyError, TypeError, AttributeError) as err:
         if preamble:
             raise DicomInputError(f"truncated or corrupt DICOM file ({err}): copy or export it again") from None
