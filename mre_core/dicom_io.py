@@ -41,13 +41,11 @@ import io
 import logging
 import re
 import warnings
-import zipfile
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
-from typing import Any, Union
+from pathlib import Path
 
 import numpy as np
 import pydicom
@@ -57,6 +55,7 @@ from pydicom.pixels import apply_rescale
 
 from mre_core import confidence as conf
 from mre_core.config import Settings
+from mre_core.sources import DicomInputError, Source, expand_source
 from mre_core.elastogram import (
     ConfidenceEncoding,
     Elastogram,
@@ -67,7 +66,6 @@ from mre_core.elastogram import (
     VendorProfile,
 )
 
-Source = Union[Path, str, tuple[str, bytes]]
 logger = logging.getLogger(__name__)
 
 #: unknown manufacturer, no RWVM: median non-zero value at or below this → kPa x 100, above → Pa
@@ -78,10 +76,6 @@ _IMAGE_CLASSES = {"1.2.840.10008.5.1.4.1.1.4", "1.2.840.10008.5.1.4.1.1.4.1", "1
                   "1.2.840.10008.5.1.4.1.1.7"}  # MR, enhanced MR, CT, secondary capture
 _META_TAGS = ("PatientName", "PatientAge", "PatientSex", "StudyDate", "StudyDescription",
               "AccessionNumber", "Manufacturer", "InstitutionName")
-
-
-class DicomInputError(ValueError):
-    """A file that cannot be analysed; the message says why and what to do."""
 
 
 @dataclass(frozen=True)
@@ -145,7 +139,7 @@ def read_inputs(sources: Sequence[Source] | Source, settings: Settings,
     slices: list[_Slice] = []
     seen: set[str] = set()
     with ExitStack() as stack:
-        items = [it for src in sources for it in _expand(src, settings.max_file_bytes, stack)]
+        items = [it for src in sources for it in expand_source(src, settings.max_file_bytes, stack)]
         for done, item in enumerate(items, start=1):
             if isinstance(item, SkippedFile):
                 skipped.append(item)
@@ -214,93 +208,6 @@ def to_kpa(values: np.ndarray, ds_header: Dataset, settings: Settings,
         return kpa.astype(np.float32), VendorProfile.RWVM, slope * unit
     profile, factor = _auto_profile(ds_header, stored if hint_values is None else hint_values)
     return _rescaled(stored, ds_header) * np.float32(factor), profile, factor
-
-
-# ---------------------------------------------------------------- ingest
-
-_Item = Union[SkippedFile, tuple[str, Callable[[], bytes]]]
-
-
-def _expand(src: Source, limit: int, stack: ExitStack) -> Iterator[_Item]:
-    if isinstance(src, tuple):
-        name, data = src
-        if len(data) > limit:
-            yield SkippedFile(name, _too_big(len(data), limit))
-        elif data[:4] == b"PK\x03\x04" and data[128:132] != b"DICM":
-            yield from _zip_members(name, io.BytesIO(data), limit, stack)
-        else:
-            yield (name, lambda d=bytes(data): d)
-        return
-    path = Path(src)
-    if path.is_dir():
-        for p in sorted(path.rglob("*")):
-            if p.is_file():
-                yield from _expand_file(p, str(p.relative_to(path.parent)), limit, stack)
-    elif path.is_file():
-        yield from _expand_file(path, path.name, limit, stack)
-    else:
-        yield SkippedFile(str(src), "file or folder not found: check the path")
-
-
-def _expand_file(path: Path, label: str, limit: int, stack: ExitStack) -> Iterator[_Item]:
-    skip = _skip_name(path.name)
-    if skip:
-        yield SkippedFile(label, skip)
-        return
-    with path.open("rb") as f:
-        head = f.read(132)
-    if head[128:132] != b"DICM" and zipfile.is_zipfile(path):
-        yield from _zip_members(label, path, limit, stack)
-        return
-    size = path.stat().st_size  # before reading: a huge (or sparse) file is never loaded
-    if size > limit:
-        yield SkippedFile(label, _too_big(size, limit))
-    else:
-        yield (label, path.read_bytes)
-
-
-def _zip_members(label: str, file: Any, limit: int, stack: ExitStack) -> Iterator[_Item]:
-    try:
-        zf = stack.enter_context(zipfile.ZipFile(file))
-    except (zipfile.BadZipFile, OSError) as err:
-        yield SkippedFile(label, f"damaged zip archive ({err}): re-create the archive")
-        return
-    for info in zf.infolist():
-        name = f"{label}:{info.filename}"
-        if info.is_dir():
-            continue
-        parts = PurePosixPath(info.filename.replace("\\", "/")).parts
-        if info.filename.startswith(("/", "\\")) or ".." in parts or re.match(r"^[A-Za-z]:", info.filename):
-            yield SkippedFile(name, f"unsafe path in zip archive ({info.filename!r}): member refused")
-        elif info.file_size > limit:
-            yield SkippedFile(name, _too_big(info.file_size, limit))
-        elif _skip_name(parts[-1]) or parts[0] == "__MACOSX":
-            yield SkippedFile(name, _skip_name(parts[-1]) or "macOS resource fork in zip: not an image")
-        else:
-            yield (name, lambda i=info: _read_member(zf, i, limit))
-
-
-def _read_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, limit: int) -> bytes:
-    with zf.open(info) as f:
-        data = f.read(limit + 1)  # never trust the header's size: stop at the limit
-    if len(data) > limit:
-        raise DicomInputError(_too_big(len(data), limit))
-    if data[:4] == b"PK\x03\x04":
-        raise DicomInputError("zip archive inside a zip archive: unpack the outer archive first")
-    return data
-
-
-def _skip_name(name: str) -> str:
-    if name.upper() == "DICOMDIR":
-        return "DICOMDIR index file: not an image (the images it lists are read from the folder)"
-    if name.startswith("."):
-        return "hidden file: not read"
-    return ""
-
-
-def _too_big(size: int, limit: int) -> str:
-    return (f"file is {size / 2**20:.1f} MB, over the size limit of {limit / 2**20:.1f} MB: "
-            "raise max_file_mb (MRE_MAX_FILE_MB) if this is a genuine image")
 
 
 # ---------------------------------------------------------------- one file

@@ -217,7 +217,7 @@ def generate_study(seed_or_rng: int | np.random.Generator, patient_index: int, s
         Vendor, encoding, stage, slices, rows (and optionally the exact liver kPa).
     """
     rng = _study_rng(seed_or_rng, patient_index)
-    p, fp = spec.params, spec.params.fields
+    p = spec.params
     uid_key = ":".join(str(v) for v in (int(rng.integers(2**62)), spec.vendor, spec.encoding.value, int(spec.stage),
                                          spec.n_slices, spec.rows, spec.liver_kpa))
     liver_kpa = spec.liver_kpa
