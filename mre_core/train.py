@@ -54,6 +54,7 @@ class TrainConfig:
     bf16: bool = False
     plain_base_channels: int = 32
     max_patients: int = 0  #: 0 = all training patients
+    loss: str = "bce"  #: "bce" (the paper) or "bce_dice" (BCE + soft Dice: faster convergence on a small budget)
 
 
 def set_seed(seed: int) -> None:
@@ -78,6 +79,18 @@ def augment(x: torch.Tensor, y: torch.Tensor, gen: torch.Generator) -> tuple[tor
     x = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
     y = (F.grid_sample(y, grid, mode="bilinear", padding_mode="zeros", align_corners=False) > 0.5).float()
     return x, y
+
+
+def segmentation_loss(logits: torch.Tensor, target: torch.Tensor, kind: str) -> torch.Tensor:
+    """BCE with logits (the paper), optionally plus a soft Dice loss over the batch."""
+    bce = F.binary_cross_entropy_with_logits(logits, target)
+    if kind == "bce":
+        return bce
+    if kind == "bce_dice":
+        prob = torch.sigmoid(logits)
+        inter = (prob * target).sum()
+        return bce + 1 - (2 * inter + 1) / (prob.sum() + target.sum() + 1)
+    raise ValueError(f"unknown loss {kind!r}; choose bce or bce_dice")
 
 
 def make_optimizer(net: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
@@ -128,7 +141,7 @@ def train_epoch(net, opt, data: ArrayDataset, cfg: TrainConfig, device, gen: tor
         x, y = x.to(device), y.to(device)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.bf16):
             logits = net(x)
-        loss = F.binary_cross_entropy_with_logits(logits.float(), y)
+        loss = segmentation_loss(logits.float(), y, cfg.loss)
         (loss / accum).backward()
         if (step + 1) % accum == 0 or i + cfg.micro_batch >= len(order):
             opt.step()
@@ -244,6 +257,7 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
     for f in ("lr", "momentum", "weight_decay", "val_fraction"):
         p.add_argument(f"--{f.replace('_', '-')}", type=float, default=getattr(d, f))
     p.add_argument("--optimizer", choices=("sgd", "adamw"), default=d.optimizer)
+    p.add_argument("--loss", choices=("bce", "bce_dice"), default=d.loss)
     p.add_argument("--no-augment", action="store_true")
     p.add_argument("--bf16", action="store_true", help="bfloat16 autocast (fast on CPUs with AVX512-BF16/AMX)")
 
@@ -254,7 +268,7 @@ def run_cli(args: argparse.Namespace) -> int:
                       micro_batch=args.micro_batch, optimizer=args.optimizer, lr=args.lr, momentum=args.momentum,
                       weight_decay=args.weight_decay, seed=args.seed, val_fraction=args.val_fraction,
                       augment=not args.no_augment, bf16=args.bf16, plain_base_channels=args.plain_base_channels,
-                      max_patients=args.max_patients)
+                      max_patients=args.max_patients, loss=args.loss)
     if args.search:
         best = search(args.data, args.out / "search", cfg, settings, args.search, args.trial_epochs)
         cfg = replace(cfg, **best["best_params"])
