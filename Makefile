@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-$(shell sha256sum requirements.txt | cut -c1-12)
 
-.PHONY: run test setup bench phantom clean-venv
+.PHONY: run test setup system-deps bench phantom clean-venv
 
 $(STAMP): requirements.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -15,12 +15,19 @@ $(STAMP): requirements.txt
 
 setup: $(STAMP)
 
+## Debian chromium for the real-browser test (skipped when /usr/bin/chromium exists)
+system-deps:
+	@test -x /usr/bin/chromium || { \
+	  SUDO=$$(test "$$(id -u)" -eq 0 || echo sudo); \
+	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get update && \
+	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y chromium; }
+
 ## Start the web app on http://localhost:8501 (demo data, SQLite, shipped weights)
 run: setup
 	$(PY) -m streamlit run app.py
 
 ## The whole test suite (unit, end-to-end CLI, app)
-test: setup
+test: setup system-deps
 	$(PY) -m pytest
 
 bench: setup

@@ -1,0 +1,424 @@
+"""Results store: every saved analysis and review, kept as revisions, never overwritten.
+
+SQLAlchemy Core over SQLite (default, a file path from :attr:`Settings.db_url`) or
+PostgreSQL (any SQLAlchemy URL). Tables:
+
+``studies``
+    one row per (study UID, series UID): patient, date, manufacturer, the source SOP UIDs.
+``revisions``
+    one row per save: revision number (1, 2, …, never reused), kind (``auto`` = the model's
+    result as is, ``review`` = after reviewer edits), the study value, stage, QC flags,
+    manual measurement, comment, reviewer, model name + SHA-256, device, the settings used
+    (JSON) and the review edits (JSON).
+``slices``
+    one row per slice of a revision: SOP UID, statistics, exclusion, QC flags and the ROI mask
+    (packed bits, zlib-compressed) so a saved review can be shown and audited later.
+``audit``
+    append-only log of who did what (placeholder for when logins exist).
+``schema_version``
+    the schema's version; :data:`MIGRATIONS` upgrades older files forward on open.
+
+Concurrency: every write is one transaction. On SQLite the store uses WAL and a busy
+timeout, and takes the write lock at ``BEGIN`` (``BEGIN IMMEDIATE``) so two sessions
+saving the same study get revision N and N+1, never the same number; a unique key on
+(study, revision) guarantees that on PostgreSQL too (the loser retries).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import datetime as _dt
+import json
+import math
+import zlib
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import IntegrityError
+
+from mre_core.config import Settings
+from mre_core.pipeline import StudyResult
+
+SCHEMA_VERSION = 2
+_metadata = sa.MetaData()
+
+schema_version = sa.Table(
+    "schema_version", _metadata,
+    sa.Column("version", sa.Integer, primary_key=True),
+    sa.Column("applied_utc", sa.String(32), nullable=False),
+)
+studies = sa.Table(
+    "studies", _metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("study_uid", sa.String(128), nullable=False),
+    sa.Column("series_uid", sa.String(128), nullable=False),
+    sa.Column("patient_id", sa.String(128), nullable=False),
+    sa.Column("patient_name", sa.String(256), nullable=False, default=""),
+    sa.Column("study_date", sa.String(16), nullable=False, default=""),
+    sa.Column("manufacturer", sa.String(128), nullable=False, default=""),
+    sa.Column("series_description", sa.String(256), nullable=False, default=""),
+    sa.Column("dataset", sa.String(64), nullable=False, default=""),
+    sa.Column("source_uids_json", sa.Text, nullable=False, default="[]"),
+    sa.Column("created_utc", sa.String(32), nullable=False),
+    sa.UniqueConstraint("study_uid", "series_uid", name="uq_study_series"),
+)
+revisions = sa.Table(
+    "revisions", _metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("study_id", sa.Integer, sa.ForeignKey("studies.id"), nullable=False),
+    sa.Column("revision", sa.Integer, nullable=False),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("created_utc", sa.String(32), nullable=False),
+    sa.Column("reviewer", sa.String(128), nullable=False, default=""),
+    sa.Column("comment", sa.Text, nullable=False, default=""),
+    sa.Column("manual_kpa", sa.Float, nullable=True),
+    sa.Column("stiffness_kpa", sa.Float, nullable=True),
+    sa.Column("stiffness_kpa_area_weighted", sa.Float, nullable=True),
+    sa.Column("n_slices", sa.Integer, nullable=False),
+    sa.Column("n_slices_used", sa.Integer, nullable=False),
+    sa.Column("stage", sa.String(4), nullable=False, default=""),
+    sa.Column("significant_fibrosis", sa.Boolean, nullable=True),
+    sa.Column("staging_table_json", sa.Text, nullable=False),
+    sa.Column("qc_flags", sa.String(512), nullable=False, default=""),
+    sa.Column("model_name", sa.String(128), nullable=False),
+    sa.Column("model_sha256", sa.String(64), nullable=False),
+    sa.Column("device", sa.String(32), nullable=False),
+    sa.Column("profile", sa.String(16), nullable=False, default=""),
+    sa.Column("runtime_s", sa.Float, nullable=True),
+    sa.Column("settings_json", sa.Text, nullable=False),
+    sa.Column("edits_json", sa.Text, nullable=False, default="{}"),
+    sa.UniqueConstraint("study_id", "revision", name="uq_study_revision"),
+)
+slices = sa.Table(
+    "slices", _metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("revision_id", sa.Integer, sa.ForeignKey("revisions.id"), nullable=False),
+    sa.Column("sop_uid", sa.String(128), nullable=False),
+    sa.Column("instance_number", sa.Integer, nullable=False),
+    sa.Column("position_mm", sa.Float, nullable=False),
+    sa.Column("excluded", sa.Boolean, nullable=False),
+    sa.Column("n_pixels", sa.Integer, nullable=False),
+    sa.Column("area_cm2", sa.Float, nullable=False),
+    sa.Column("mean_kpa", sa.Float, nullable=True),
+    sa.Column("median_kpa", sa.Float, nullable=True),
+    sa.Column("sd_kpa", sa.Float, nullable=True),
+    sa.Column("p25_kpa", sa.Float, nullable=True),
+    sa.Column("p75_kpa", sa.Float, nullable=True),
+    sa.Column("confidence_area_cm2", sa.Float, nullable=False),
+    sa.Column("qc_flags", sa.String(256), nullable=False, default=""),
+    sa.Column("roi_rows", sa.Integer, nullable=False),
+    sa.Column("roi_cols", sa.Integer, nullable=False),
+    sa.Column("roi_packed", sa.LargeBinary, nullable=False),
+)
+audit = sa.Table(
+    "audit", _metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("at_utc", sa.String(32), nullable=False),
+    sa.Column("user", sa.String(128), nullable=False, default=""),
+    sa.Column("action", sa.String(32), nullable=False),
+    sa.Column("study_id", sa.Integer, nullable=True),
+    sa.Column("revision_id", sa.Integer, nullable=True),
+    sa.Column("detail", sa.Text, nullable=False, default=""),
+)
+
+_V1_TABLES = (studies, revisions, slices)
+
+
+def _migrate_to_1(conn: Connection) -> None:
+    """Version 1: studies, revisions, slices."""
+    _metadata.create_all(conn, tables=list(_V1_TABLES))
+
+
+def _migrate_to_2(conn: Connection) -> None:
+    """Version 2: the audit log and an index for cohort queries."""
+    _metadata.create_all(conn, tables=[audit])
+    conn.exec_driver_sql("CREATE INDEX IF NOT EXISTS ix_revisions_study ON revisions (study_id, revision)")
+
+
+#: ``MIGRATIONS[v]`` brings a version ``v - 1`` schema to version ``v``. Append, never edit.
+MIGRATIONS: dict[int, Callable[[Connection], None]] = {1: _migrate_to_1, 2: _migrate_to_2}
+
+
+class StoreError(RuntimeError):
+    """The store cannot be opened or written; the message says why and what to do."""
+
+
+def _now() -> str:
+    return _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
+
+
+def _num(x: float) -> float | None:
+    return float(x) if x is not None and math.isfinite(float(x)) else None
+
+
+def pack_mask(mask: np.ndarray) -> bytes:
+    """bool [H, W] → packed bits, zlib-compressed (a 204 x 256 ROI takes well under 1 kB)."""
+    return zlib.compress(np.packbits(np.asarray(mask, dtype=bool), axis=None).tobytes(), 6)
+
+
+def unpack_mask(data: bytes, rows: int, cols: int) -> np.ndarray:
+    """Inverse of :func:`pack_mask`: bool [rows, cols]."""
+    bits = np.unpackbits(np.frombuffer(zlib.decompress(data), dtype=np.uint8), count=rows * cols)
+    return bits.astype(bool).reshape(rows, cols)
+
+
+def settings_json(settings: Settings) -> str:
+    """The settings used, as JSON (paths as strings, the staging table with its sources)."""
+    d = dataclasses.asdict(settings)
+    d["weights_dir"] = str(settings.weights_dir)
+    d.pop("db_url", None)  # may hold a password; the store knows where it is
+    return json.dumps(d, default=str, sort_keys=True)
+
+
+def _engine(url: str) -> Engine:
+    if url.startswith("sqlite"):
+        path = url.split("///", 1)[1] if "///" in url else ""
+        if path and path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        engine = sa.create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+
+        @sa.event.listens_for(engine, "connect")
+        def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+            dbapi_conn.isolation_level = None  # let SQLAlchemy's "begin" below emit BEGIN itself
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA busy_timeout=30000")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.close()
+
+        @sa.event.listens_for(engine, "begin")
+        def _on_begin(conn: Connection) -> None:
+            # writers take the lock at BEGIN, so two writers queue instead of deadlocking on upgrade
+            write = conn.get_execution_options().get("write", False)
+            conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+        return engine
+    return sa.create_engine(url, pool_pre_ping=True)
+
+
+@dataclass(frozen=True)
+class SavedRevision:
+    """One revision as read back from the store (numbers, edits, ROI masks by SOP UID)."""
+
+    study_id: int
+    revision: int
+    kind: str
+    created_utc: str
+    reviewer: str
+    comment: str
+    manual_kpa: float | None
+    stiffness_kpa: float | None
+    stage: str
+    qc_flags: str
+    model_name: str
+    model_sha256: str
+    edits: dict[str, Any]
+    settings: dict[str, Any]
+    slices: pd.DataFrame
+    rois: dict[str, np.ndarray]
+
+
+class Store:
+    """The results store at ``url``; the schema is created or upgraded on open.
+
+    >>> s = Store("sqlite://")
+    >>> s.version()
+    2
+    """
+
+    def __init__(self, url: str, schema: int = SCHEMA_VERSION) -> None:
+        """Open (and create or upgrade to ``schema``) the store at ``url``; ``schema`` < latest is for tests."""
+        self.url = url
+        try:
+            self.engine = _engine(url)
+            self._upgrade(schema)
+        except (sa.exc.SQLAlchemyError, OSError) as exc:
+            raise StoreError(f"cannot open the results store {self.display_url}: {exc}") from exc
+
+    @property
+    def display_url(self) -> str:
+        """The URL with any password hidden."""
+        return sa.engine.make_url(self.url).render_as_string(hide_password=True)
+
+    @contextlib.contextmanager
+    def _writer(self) -> Iterator[Connection]:
+        """A connection inside a write transaction (committed on success, rolled back on error)."""
+        with self.engine.connect() as conn:
+            conn.execution_options(write=True)
+            with conn.begin():
+                yield conn
+
+    # ------------------------------------------------------------------ schema
+    def version(self) -> int:
+        with self.engine.connect() as conn:
+            return _current_version(conn)
+
+    def _upgrade(self, target: int = SCHEMA_VERSION) -> None:
+        with self._writer() as conn:
+            _metadata.create_all(conn, tables=[schema_version])
+            current = _current_version(conn)
+            if current > SCHEMA_VERSION:
+                raise StoreError(
+                    f"the results store {self.display_url} has schema version {current}, newer than this "
+                    f"software ({SCHEMA_VERSION}); update MRE Liver Review or point MRE_DB_URL elsewhere"
+                )
+            for v in range(current + 1, target + 1):
+                MIGRATIONS[v](conn)
+                conn.execute(schema_version.insert().values(version=v, applied_utc=_now()))
+
+    # ------------------------------------------------------------------ writes
+    def save(self, result: StudyResult, *, kind: str = "auto", reviewer: str = "", comment: str = "",
+             manual_kpa: float | None = None, edits: dict[str, Any] | None = None, dataset: str = "",
+             retries: int = 5) -> int:
+        """Save ``result`` as a new revision of its study; returns the revision number (1, 2, …).
+
+        One transaction: the study row (created on first save), the revision and its slices,
+        and an audit entry. Nothing earlier is modified.
+        """
+        for attempt in range(retries):
+            try:
+                with self._writer() as conn:
+                    return self._save(conn, result, kind, reviewer, comment, manual_kpa, edits or {}, dataset)
+            except IntegrityError:  # another session took this revision number first: take the next
+                if attempt == retries - 1:
+                    raise
+        raise AssertionError("unreachable")
+
+    def _save(self, conn: Connection, r: StudyResult, kind: str, reviewer: str, comment: str,
+              manual_kpa: float | None, edits: dict[str, Any], dataset: str) -> int:
+        study_id = self._study_id(conn, r, dataset)
+        last = conn.execute(sa.select(sa.func.max(revisions.c.revision)).where(revisions.c.study_id == study_id))
+        number = int(last.scalar() or 0) + 1
+        first = r.study.series.slices[0] if r.study.series.slices else None
+        table = r.settings.staging
+        staging = {"name": table.name, "title": table.title,
+                   "cutoffs": [{"stage": c.stage.label, "lower_kpa": c.lower_kpa, "source": c.source}
+                               for c in table.cutoffs]}
+        rev_id = conn.execute(revisions.insert().values(
+            study_id=study_id, revision=number, kind=kind, created_utc=_now(), reviewer=reviewer,
+            comment=comment, manual_kpa=_num(manual_kpa) if manual_kpa is not None else None,
+            stiffness_kpa=_num(r.stiffness.stiffness_kpa),
+            stiffness_kpa_area_weighted=_num(r.stiffness.stiffness_kpa_area_weighted),
+            n_slices=len(r.slices), n_slices_used=r.stiffness.n_slices_used,
+            stage=r.stage.stage.label if r.stage else "",
+            significant_fibrosis=bool(r.stage.significant_fibrosis) if r.stage else None,
+            staging_table_json=json.dumps(staging), qc_flags=";".join(f.value for f in r.qc_flags),
+            model_name=r.model_name, model_sha256=r.model_sha256, device=r.device,
+            profile=first.profile.value if first else "", runtime_s=_num(r.runtime_s),
+            settings_json=settings_json(r.settings), edits_json=json.dumps(edits, default=str),
+        )).inserted_primary_key[0]
+        conn.execute(slices.insert(), [_slice_row(rev_id, s) for s in r.slices])
+        conn.execute(audit.insert().values(at_utc=_now(), user=reviewer, action=f"save:{kind}", study_id=study_id,
+                                           revision_id=rev_id, detail=f"revision {number}"))
+        return number
+
+    def _study_id(self, conn: Connection, r: StudyResult, dataset: str) -> int:
+        key = (studies.c.study_uid == r.study_uid) & (studies.c.series_uid == r.series_uid)
+        found = conn.execute(sa.select(studies.c.id).where(key)).scalar()
+        if found is not None:
+            return int(found)
+        meta = r.study.meta
+        return int(conn.execute(studies.insert().values(
+            study_uid=r.study_uid, series_uid=r.series_uid, patient_id=r.patient_id,
+            patient_name=str(meta.get("PatientName", "")), study_date=str(meta.get("StudyDate", "")),
+            manufacturer=r.study.series.manufacturer, series_description=r.study.series.description,
+            dataset=dataset, source_uids_json=json.dumps([e.sop_uid for e in r.study.series.slices]),
+            created_utc=_now(),
+        )).inserted_primary_key[0])
+
+    # ------------------------------------------------------------------ reads
+    def history(self, study_uid: str, series_uid: str | None = None) -> pd.DataFrame:
+        """Every revision of a study, oldest first (one row each, no slices)."""
+        q = (sa.select(revisions.c.revision, revisions.c.kind, revisions.c.created_utc, revisions.c.reviewer,
+                       revisions.c.stiffness_kpa, revisions.c.stage, revisions.c.manual_kpa, revisions.c.comment,
+                       revisions.c.model_name, studies.c.series_uid)
+             .join_from(revisions, studies).where(studies.c.study_uid == study_uid)
+             .order_by(revisions.c.revision))
+        if series_uid:
+            q = q.where(studies.c.series_uid == series_uid)
+        with self.engine.connect() as conn:
+            return pd.DataFrame(conn.execute(q).mappings().all(), columns=list(q.selected_columns.keys()))
+
+    def load_revision(self, study_uid: str, series_uid: str, revision: int | None = None) -> SavedRevision | None:
+        """One revision (the latest when ``revision`` is None), with its slices and ROI masks."""
+        with self.engine.connect() as conn:
+            q = (sa.select(revisions, studies.c.study_uid).join_from(revisions, studies)
+                 .where((studies.c.study_uid == study_uid) & (studies.c.series_uid == series_uid)))
+            q = q.where(revisions.c.revision == revision) if revision else q.order_by(revisions.c.revision.desc())
+            row = conn.execute(q.limit(1)).mappings().first()
+            if row is None:
+                return None
+            srows = conn.execute(sa.select(slices).where(slices.c.revision_id == row["id"])
+                                 .order_by(slices.c.id)).mappings().all()
+        rois = {s["sop_uid"]: unpack_mask(s["roi_packed"], s["roi_rows"], s["roi_cols"]) for s in srows}
+        table = pd.DataFrame([{k: v for k, v in s.items() if k not in ("roi_packed", "revision_id", "id")}
+                              for s in srows])
+        return SavedRevision(
+            study_id=row["study_id"], revision=row["revision"], kind=row["kind"], created_utc=row["created_utc"],
+            reviewer=row["reviewer"], comment=row["comment"], manual_kpa=row["manual_kpa"],
+            stiffness_kpa=row["stiffness_kpa"], stage=row["stage"], qc_flags=row["qc_flags"],
+            model_name=row["model_name"], model_sha256=row["model_sha256"],
+            edits=json.loads(row["edits_json"] or "{}"), settings=json.loads(row["settings_json"]),
+            slices=table, rois=rois,
+        )
+
+    def latest_table(self, dataset: str | None = None) -> pd.DataFrame:
+        """The latest revision of every study, one row each (the cohort page's input)."""
+        latest = (sa.select(revisions.c.study_id, sa.func.max(revisions.c.revision).label("rev"))
+                  .group_by(revisions.c.study_id).subquery())
+        q = (sa.select(studies.c.patient_id, studies.c.study_uid, studies.c.series_uid, studies.c.patient_name,
+                       studies.c.study_date, studies.c.manufacturer, studies.c.dataset, revisions.c.revision,
+                       revisions.c.kind, revisions.c.created_utc, revisions.c.reviewer, revisions.c.stiffness_kpa,
+                       revisions.c.stiffness_kpa_area_weighted, revisions.c.n_slices_used, revisions.c.stage,
+                       revisions.c.significant_fibrosis, revisions.c.qc_flags, revisions.c.manual_kpa,
+                       revisions.c.comment, revisions.c.model_name, revisions.c.model_sha256, revisions.c.profile)
+             .join_from(revisions, studies)
+             .join(latest, (latest.c.study_id == revisions.c.study_id) & (latest.c.rev == revisions.c.revision))
+             .order_by(studies.c.patient_id))
+        if dataset is not None:
+            q = q.where(studies.c.dataset == dataset)
+        with self.engine.connect() as conn:
+            return pd.DataFrame(conn.execute(q).mappings().all(), columns=list(q.selected_columns.keys()))
+
+    def counts(self) -> dict[str, int]:
+        with self.engine.connect() as conn:
+            return {t.name: int(conn.execute(sa.select(sa.func.count()).select_from(t)).scalar() or 0)
+                    for t in (studies, revisions, slices, audit)}
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+def _current_version(conn: Connection) -> int:
+    if not sa.inspect(conn).has_table("schema_version"):
+        return 0
+    return int(conn.execute(sa.select(sa.func.max(schema_version.c.version))).scalar() or 0)
+
+
+def _slice_row(revision_id: int, s: Any) -> dict[str, Any]:
+    st = s.stats
+    roi = np.asarray(s.roi, dtype=bool)
+    return {
+        "revision_id": revision_id, "sop_uid": s.sop_uid, "instance_number": int(s.instance_number),
+        "position_mm": float(s.position_mm), "excluded": bool(s.excluded), "n_pixels": int(st.n_pixels),
+        "area_cm2": float(st.area_cm2), "mean_kpa": _num(st.mean_kpa), "median_kpa": _num(st.median_kpa),
+        "sd_kpa": _num(st.sd_kpa), "p25_kpa": _num(st.p25_kpa), "p75_kpa": _num(st.p75_kpa),
+        "confidence_area_cm2": float(s.confidence_area_cm2), "qc_flags": ";".join(f.value for f in s.qc_flags),
+        "roi_rows": roi.shape[0], "roi_cols": roi.shape[1], "roi_packed": pack_mask(roi),
+    }
+
+
+def open_store(settings: Settings) -> Store:
+    """The store named by ``settings.db_url``."""
+    return Store(settings.db_url)
+
+
+__all__: Sequence[str] = ("MIGRATIONS", "SCHEMA_VERSION", "SavedRevision", "Store", "StoreError", "open_store",
+                          "pack_mask", "unpack_mask")

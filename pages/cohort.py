@@ -1,0 +1,154 @@
+"""Cohort: every saved study, automatic vs manual agreement, stages, filters, downloads."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from urllib.parse import urlencode
+
+import streamlit as st
+
+from mre_core import cohort_data as cd
+from mre_core import figures
+from mre_core.demo import DEMO_DATASET, DEMO_PATIENTS, analyze_cohort, demo_cohort
+from mre_core.model import WeightsError
+from mre_core.store import StoreError
+from mre_core.webapp import current_settings, demo_root, get_model, get_store, inference_lock, model_missing_message
+
+settings = current_settings()
+table = settings.staging
+state = st.session_state
+st.title("Cohort")
+
+try:
+    store = get_store(settings)
+except StoreError as exc:
+    st.error(f"The results store cannot be opened: {exc}")
+    st.stop()
+
+
+def fmt(x: float, digits: int = 2) -> str:
+    return "—" if x is None or not math.isfinite(x) else f"{x:.{digits}f}"
+
+
+# ----------------------------------------------------------------------------- demo cohort + CSV import
+c_demo, c_csv = st.columns(2)
+with c_demo.container(border=True):
+    st.markdown("**Phantom demo cohort** — synthetic studies with known manual values, analysed and saved "
+                "(dataset “demo cohort”).")
+    d1, d2 = st.columns([1, 1])
+    n_patients = d1.number_input("Patients", 6, 60, DEMO_PATIENTS, step=6, key="co_n",
+                                 help="Each patient is generated, read and segmented: about 10–15 s per patient on a 2-core CPU with the "
+                                      "full model, well under 1 s on a GPU; 60 is paper-like")
+    if d2.button("Load demo cohort", icon=":material/science:", key="co_demo"):
+        try:
+            model = get_model(settings)
+        except (WeightsError, RuntimeError) as exc:
+            st.error(model_missing_message(exc, settings))
+        else:
+            bar = st.progress(0.0, "Generating phantom studies…")
+            folder = demo_cohort(Path(demo_root()), n_patients=int(n_patients))
+            with inference_lock():
+                run = analyze_cohort(folder, model, settings, store, dataset=DEMO_DATASET,
+                                     progress=lambda i, n, pid: bar.progress(i / n, f"Analysed {pid} ({i}/{n})"))
+            bar.empty()
+            st.success(f"Demo cohort: {run.saved} studies analysed and saved in {run.seconds:.0f} s.")
+            for s in run.failed:
+                st.warning(f"Patient {s.file} not analysed: {s.reason}")
+
+with c_csv.container(border=True):
+    st.markdown("**Import manual measurements** — CSV with `study_uid` or `patient_id` and `manual_kpa`; "
+                "matched on the ID, used on this page for this session.")
+    manual_file = st.file_uploader("Manual values CSV", type=["csv"], key="co_csv", label_visibility="collapsed")
+
+frame = store.latest_table()
+if frame.empty:
+    st.info("No saved studies yet. Analyse and save studies on **Review study**, or load the demo cohort above.")
+    st.stop()
+frame = cd.prepare(frame)
+frame["manual_source"] = frame["manual_kpa"].notna().map({True: "store", False: ""})
+if manual_file is not None:
+    try:
+        imported = cd.merge_manual(frame, cd.read_manual_csv(manual_file.getvalue(), manual_file.name))
+    except cd.ManualCsvError as exc:
+        st.error(str(exc))
+    else:
+        frame = imported.frame
+        msg = f"{manual_file.name}: {imported.matched} row(s) matched."
+        if imported.unmatched.empty:
+            st.success(msg)
+        else:
+            st.warning(f"{msg} {len(imported.unmatched)} row(s) not used:")
+            st.dataframe(imported.unmatched, hide_index=True)
+
+# ----------------------------------------------------------------------------- filters
+with st.container(border=True):
+    f = st.columns([2, 2, 2, 1.4, 2])
+    datasets = sorted(x for x in frame["dataset"].unique())
+    pick_ds = f[0].multiselect("Dataset", datasets, key="co_ds", format_func=lambda x: x or "(uploaded)")
+    pick_mf = f[1].multiselect("Manufacturer", sorted(frame["manufacturer"].unique()), key="co_mf")
+    pick_st = f[2].multiselect("Automatic stage", list(cd.STAGES), key="co_st")
+    qc = f[3].selectbox("QC", ["all", "ok", "flagged"], key="co_qc")
+    days = frame["study_day"].dropna()
+    dates = None
+    if not days.empty and days.min() < days.max():
+        dates = f[4].date_input("Study date", (days.min().date(), days.max().date()), key="co_dates")
+        dates = tuple(dates) if isinstance(dates, (tuple, list)) and len(dates) == 2 else None
+shown = cd.apply_filters(frame, datasets=pick_ds, manufacturers=pick_mf, stages=pick_st, qc=qc, dates=dates)
+st.caption(f"{len(shown)} of {len(frame)} saved studies · staging table: {table.title}")
+
+stats = cd.cohort_stats(shown, table)
+if stats is None:
+    st.info("Agreement statistics need at least 3 studies with both an automatic and a manual value "
+            "(enter manual values on Review, import a CSV above, or load the demo cohort).")
+else:
+    rep = stats.report
+    p, ba, icc, sig = rep.pearson, rep.bland_altman, rep.icc, rep.significant
+    m = st.columns(6)
+    m[0].metric("Pearson r", f"r = {fmt(p.r, 3)}", f"95% CI {fmt(p.ci_low, 3)}–{fmt(p.ci_high, 3)}",
+                delta_color="off", delta_arrow="off", help=f"p = {p.p:.2g}, n = {p.n}")
+    m[1].metric("ICC(A,1)", fmt(icc.value, 3), f"95% CI {fmt(icc.ci_low, 3)}–{fmt(icc.ci_high, 3)}",
+                delta_color="off", delta_arrow="off")
+    m[2].metric("Bias (auto − manual)", f"{fmt(ba.bias)} kPa", f"LoA {fmt(ba.loa_low)} to {fmt(ba.loa_high)}",
+                delta_color="off", delta_arrow="off")
+    m[3].metric("Weighted kappa (stages)", fmt(rep.kappa_linear, 3), f"same stage {rep.stage_agreement:.0%}",
+                delta_color="off", delta_arrow="off")
+    m[4].metric(f"F2 sensitivity (≥ {sig.threshold_kpa:g} kPa)", fmt(sig.sensitivity * 100, 0) + " %",
+                f"TP {sig.tp} / FN {sig.fn}", delta_color="off", delta_arrow="off")
+    m[5].metric("F2 specificity", fmt(sig.specificity * 100, 0) + " %", f"TN {sig.tn} / FP {sig.fp}",
+                delta_color="off", delta_arrow="off")
+    st.caption(f"Pearson r = {p.r:.3f} (95% CI {p.ci_low:.3f}–{p.ci_high:.3f}, p = {p.p:.2g}, n = {p.n}); "
+               f"mean absolute error {rep.mae_kpa:.2f} kPa. Manual = reference for stages and F2.")
+    a, b = st.columns(2)
+    a.plotly_chart(figures.scatter_figure(stats.paired, stats.slope, stats.intercept), key="co_scatter",
+                   config={"displaylogo": False})
+    b.plotly_chart(figures.bland_altman_figure(stats.paired, ba), key="co_ba", config={"displaylogo": False})
+    a, b = st.columns(2)
+    with a:
+        st.markdown("**Stage confusion** (rows manual, columns automatic)")
+        st.plotly_chart(figures.confusion_figure(rep.confusion), key="co_cm", config={"displaylogo": False})
+    with b:
+        st.markdown("**Automatic stiffness by manual stage**")
+        st.plotly_chart(figures.stage_box_figure(stats.paired, table), key="co_box", config={"displaylogo": False})
+    st.markdown("**Per stage** (manual stage as reference)")
+    st.dataframe(stats.per_stage, hide_index=True, width="stretch")
+
+# ----------------------------------------------------------------------------- studies table + downloads
+st.markdown("#### Studies")
+links = shown.assign(open=[f"./?{urlencode({'study_uid': s, 'series_uid': r})}"
+                           for s, r in zip(shown["study_uid"], shown["series_uid"])])
+cols = ["open", "patient_id", "study_date", "manufacturer", "dataset", "stiffness_kpa", "manual_kpa", "stage",
+        "significant_fibrosis", "qc_status", "qc_flags", "revision", "kind", "reviewer", "comment", "model_name"]
+st.dataframe(links[cols], hide_index=True, width="stretch", column_config={
+    "open": st.column_config.LinkColumn("Review", display_text="open", help="Open the saved study on Review"),
+    "stiffness_kpa": st.column_config.NumberColumn("auto kPa", format="%.2f"),
+    "manual_kpa": st.column_config.NumberColumn("manual kPa", format="%.2f"),
+})
+d = st.columns(4)
+d[0].download_button("Cohort CSV", shown.drop(columns=["study_day"]).to_csv(index=False).encode(),
+                     "cohort.csv", "text/csv", icon=":material/download:", key="co_dl_csv", on_click="ignore")
+if stats is not None:
+    d[1].download_button("Statistics summary CSV", stats.summary.to_csv(index=False).encode(), "cohort_stats.csv",
+                         "text/csv", icon=":material/download:", key="co_dl_stats", on_click="ignore")
+    d[2].download_button("Per-stage CSV", stats.per_stage.to_csv(index=False).encode(), "cohort_per_stage.csv",
+                         "text/csv", icon=":material/download:", key="co_dl_stage", on_click="ignore")

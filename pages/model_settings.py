@@ -1,0 +1,111 @@
+"""Model & settings: model card, SHA-256, device, staging table (editable, with sources), units, database."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import streamlit as st
+import torch
+
+from mre_core.model import WeightsError
+from mre_core.staging import TABLES
+from mre_core.store import SCHEMA_VERSION, StoreError
+from mre_core.webapp import current_settings, get_model, get_store, model_missing_message
+
+settings = current_settings()
+st.title("Model & settings")
+
+# ----------------------------------------------------------------------------- model card
+st.markdown("#### Model")
+card_path = settings.model_config_path
+if not card_path.is_file():
+    st.warning(model_missing_message(FileNotFoundError(f"{card_path} does not exist."), settings))
+else:
+    record = json.loads(card_path.read_text())
+    try:
+        model = get_model(settings)
+        st.success(f"Weights `{settings.weights_path.name}` loaded on **{model.device}**; SHA-256 verified "
+                   f"against the model card.", icon=":material/verified:")
+    except (WeightsError, RuntimeError) as exc:
+        model = None
+        st.error(model_missing_message(exc, settings))
+    c = st.columns(4)
+    c[0].metric("Model", record.get("name", "?"))
+    c[1].metric("Architecture", record.get("arch", "?"))
+    c[2].metric("Input", f"{record.get('input', {}).get('size', '?')} px")
+    c[3].metric("Threshold", record.get("threshold", "?"))
+    st.markdown(f"**SHA-256** `{record.get('sha256', '?')}`  \n**Saved** {record.get('saved_utc', '?')}  \n"
+                f"**Folder** `{settings.weights_dir}`")
+    card = record.get("card", {})
+    if card:
+        with st.expander("Model card", expanded=True):
+            scalars = {k: v for k, v in card.items() if not isinstance(v, (dict, list))}
+            if scalars:
+                st.dataframe(pd.DataFrame({"field": list(scalars), "value": [str(v) for v in scalars.values()]}),
+                             hide_index=True, width="stretch",
+                             column_config={"value": st.column_config.TextColumn(width="large")})
+            for key, value in card.items():
+                if isinstance(value, (dict, list)):
+                    st.markdown(f"**{key.replace('_', ' ')}**")
+                    st.json(value, expanded=1)
+    with st.expander("Input specification"):
+        st.json(record.get("input", {}))
+cuda = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none"
+st.caption(f"Device setting: **{settings.device}** · CUDA GPU: {cuda} · torch {torch.__version__} · "
+           f"CPU threads {torch.get_num_threads()}")
+
+# ----------------------------------------------------------------------------- staging table
+st.markdown("#### Staging table")
+base_name = st.selectbox("Start from", list(TABLES), format_func=lambda n: TABLES[n].title, key="ms_base")
+base = TABLES[base_name]
+edited = st.data_editor(
+    pd.DataFrame([{"stage": c.stage.label, "lower bound (kPa)": c.lower_kpa, "source": c.source}
+                  for c in base.cutoffs]),
+    hide_index=True, width="stretch", disabled=["stage", "source"], key=f"ms_editor|{base_name}",
+    column_config={"lower bound (kPa)": st.column_config.NumberColumn(min_value=0.1, max_value=30.0, step=0.05,
+                                                                       format="%.2f", width="small"),
+                   "stage": st.column_config.TextColumn(width="small"),
+                   "source": st.column_config.TextColumn(width="large")},
+)
+note = st.text_input("Source of the edited cut-offs", "user-edited (local validation)", key="ms_source")
+if st.button("Use this table", icon=":material/check:", key="ms_apply"):
+    try:
+        bounds = [float(x) for x in edited["lower bound (kPa)"]]
+        table = base.with_bounds(*bounds, source=note) if bounds != list(base.bounds_kpa) else base
+    except (ValueError, TypeError) as exc:
+        st.error(f"Table not used: {exc}")
+    else:
+        if table.name == "custom":
+            st.session_state["edited_staging"] = table
+        st.session_state["pending_staging"] = table.name
+        st.rerun()
+st.caption(f"In use now: **{settings.staging.title}** — "
+           + ", ".join(f"{c.stage.label} ≥ {c.lower_kpa:g} kPa" for c in settings.staging.cutoffs)
+           + ". Below F1: F0. Significant fibrosis = F2 or above.")
+
+# ----------------------------------------------------------------------------- unit profiles
+st.markdown("#### Unit profiles")
+st.dataframe(pd.DataFrame([
+    {"profile": "siemens", "stored value": "kPa × 100", "kPa per unit": "0.01",
+     "note": "working assumption (window 400/800 spans 0–8 kPa); used when Manufacturer contains SIEMENS"},
+    {"profile": "ge", "stored value": "Pa", "kPa per unit": "0.001", "note": "used when Manufacturer contains GE"},
+    {"profile": "rwvm", "stored value": "RealWorldValueMapping kPa / Pa", "kPa per unit": "from the header",
+     "note": "wins over the manufacturer when present"},
+    {"profile": "custom", "stored value": "user factor", "kPa per unit": str(settings.custom_kpa_per_unit or "—"),
+     "note": "set in the sidebar"},
+]), hide_index=True, width="stretch", column_config={"note": st.column_config.TextColumn(width="large")})
+st.caption(f"Current choice: **{settings.profile}** (change it in the sidebar; the study is read again).")
+
+# ----------------------------------------------------------------------------- database
+st.markdown("#### Results store")
+try:
+    store = get_store(settings)
+    counts = store.counts()
+    st.markdown(f"**Location** `{store.display_url}`  \n**Schema version** {store.version()} "
+                f"(this software: {SCHEMA_VERSION})  \n**Contents** {counts['studies']} studies, "
+                f"{counts['revisions']} revisions, {counts['slices']} slices, {counts['audit']} audit entries")
+    st.caption("Set `MRE_DB_URL` (or `db_url` in `.streamlit/secrets.toml`) to another SQLite file or a "
+               "PostgreSQL URL. Saves never overwrite: each is a new revision.")
+except StoreError as exc:
+    st.error(f"The results store cannot be opened: {exc}")

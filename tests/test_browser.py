@@ -1,0 +1,176 @@
+"""End to end in a real browser: `streamlit run` + Playwright driving Debian chromium.
+
+Upload a phantom study through the page's file input, wait for the result, check the stage
+text against the pipeline run directly, download the study CSV and check it, and save
+screenshots to ``docs/screenshots/``. Uses the shipped weights when present, otherwise a
+tiny test model (``tests/app_support.py``). Needs ``/usr/bin/chromium`` (``make system-deps``).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from mre_core.config import Settings
+
+pytestmark = pytest.mark.browser
+
+ROOT = Path(__file__).resolve().parent.parent
+CHROMIUM = Path("/usr/bin/chromium")
+SHOTS = ROOT / "docs" / "screenshots"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _wait_healthy(url: str, proc: subprocess.Popen, timeout_s: float = 90.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"streamlit exited with {proc.returncode}: {proc.stdout.read() if proc.stdout else ''}")
+        try:
+            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.5)
+    raise TimeoutError(f"streamlit did not answer at {url} within {timeout_s} s")
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    tmp = tmp_path_factory.mktemp("browser")
+    shipped = Settings.from_env({})
+    out = {"MRE_DB_URL": f"sqlite:///{tmp / 'results.sqlite'}", "MRE_DEVICE": "cpu"}
+    if not shipped.weights_path.is_file():
+        sys.path.insert(0, str(Path(__file__).parent))
+        from app_support import TEST_MODEL, write_everything_liver_weights
+
+        write_everything_liver_weights(tmp / "weights")
+        out.update(MRE_WEIGHTS_DIR=str(tmp / "weights"), MRE_MODEL_NAME=TEST_MODEL)
+    out["_TMP"] = str(tmp)
+    return out
+
+
+@pytest.fixture(scope="module")
+def server(env: dict[str, str]):
+    port = _free_port()
+    cmd = [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.port", str(port),
+           "--server.address", "127.0.0.1", "--server.headless", "true", "--browser.gatherUsageStats", "false"]
+    proc_env = {**os.environ, **{k: v for k, v in env.items() if not k.startswith("_")}}
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=proc_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_healthy(url, proc)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not CHROMIUM.is_file():
+        pytest.fail(f"{CHROMIUM} is missing: run `make system-deps` (apt-get install chromium)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield b
+        b.close()
+
+
+def _shot(page, name: str, height: int = 2200) -> None:
+    """Screenshot the whole app: Streamlit scrolls inside its own container, so grow the viewport first."""
+    page.set_viewport_size({"width": 1500, "height": height})
+    page.wait_for_timeout(1500)  # let plotly redraw at the new size
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS / name), full_page=True)
+    page.set_viewport_size({"width": 1500, "height": 1000})
+
+
+def _expected(study_dir: Path, env: dict[str, str]):
+    """The pipeline run directly on the same files with the same model: the page must agree."""
+    from mre_core.batch import analyze_sources
+
+    settings = Settings.from_env({k: v for k, v in env.items() if k.startswith("MRE_")})
+    return analyze_sources([study_dir], settings).results[0]
+
+
+def test_upload_review_download(server: str, browser, env: dict[str, str], tmp_path: Path) -> None:
+    from mre_core.demo import demo_study
+
+    study_dir = demo_study(Path(env["_TMP"]) / "phantom", seed=3)
+    files = sorted(p for p in study_dir.rglob("*") if p.is_file())
+    expected = _expected(study_dir, env)
+    assert expected.stage is not None
+
+    page = browser.new_page(viewport={"width": 1500, "height": 1000}, accept_downloads=True)
+    page.goto(server)
+    page.get_by_text("Review study").first.wait_for(timeout=60_000)
+    page.get_by_text("Intended use").first.wait_for()
+
+    t0 = time.perf_counter()
+    page.locator('input[type="file"]').first.set_input_files([str(p) for p in files])
+    page.get_by_text(f"Stage: {expected.stage.stage.label}").first.wait_for(timeout=180_000)
+    upload_to_result_s = time.perf_counter() - t0
+    page.get_by_text("Slices used").first.wait_for()
+    _shot(page, "review.png", 2300)
+    (tmp_path / "timing.txt").write_text(f"{upload_to_result_s:.2f}\n")
+    print(f"\nupload → result in the browser: {upload_to_result_s:.2f} s for {len(expected.slices)} slices "
+          f"({expected.model_name} on {expected.device})")
+
+    with page.expect_download(timeout=30_000) as dl:
+        page.get_by_role("button", name="Study CSV").first.click()
+    rows = list(csv.DictReader(io.StringIO(Path(dl.value.path()).read_text())))
+    assert len(rows) == 1
+    assert rows[0]["patient_id"] == expected.patient_id
+    assert rows[0]["stage"] == expected.stage.stage.label
+    assert float(rows[0]["stiffness_kpa"]) == pytest.approx(expected.stiffness_kpa, abs=1e-3)
+
+    with page.expect_download(timeout=30_000) as dl:
+        page.get_by_role("button", name="Slices CSV").first.click()
+    slices = list(csv.DictReader(io.StringIO(Path(dl.value.path()).read_text())))
+    assert len(slices) == len(expected.slices)
+
+    page.get_by_role("button", name="Save to results store").first.click()
+    page.get_by_text("Saved as revision 1").first.wait_for(timeout=30_000)
+
+    page.get_by_text("Side by side", exact=True).click()
+    page.get_by_text("Edit ROI").first.wait_for(timeout=30_000)
+    page.wait_for_function("() => document.querySelectorAll('.js-plotly-plot').length >= 3", timeout=60_000)
+    _shot(page, "review_side_by_side.png", 2000)
+    page.close()
+
+
+def test_cohort_and_settings_pages_render(server: str, browser) -> None:
+    page = browser.new_page(viewport={"width": 1500, "height": 1000})
+    page.goto(f"{server}/model_settings")
+    page.get_by_text("Staging table").first.wait_for(timeout=60_000)
+    page.get_by_text("SHA-256").first.wait_for()
+    page.get_by_text("Intended use").first.wait_for()
+    _shot(page, "model_settings.png", 1700)
+    page.goto(f"{server}/cohort")
+    page.get_by_text("Load demo cohort").first.wait_for(timeout=60_000)
+    page.get_by_text("Intended use").first.wait_for()
+    page.get_by_role("button", name="Load demo cohort").click()
+    page.get_by_text("Pearson r").first.wait_for(timeout=300_000)
+    _shot(page, "cohort.png", 2600)
+    page.close()

@@ -1,0 +1,222 @@
+"""Every page through Streamlit's AppTest: upload, result, save, cohort statistics, settings, errors.
+
+A tiny "everything is liver" model (``tests/app_support.py``) stands in for the shipped
+weights, so these tests run in seconds on a CPU and do not depend on training.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from app_support import TEST_MODEL, study_files, write_everything_liver_weights
+from result_factory import make_result
+from streamlit.testing.v1 import AppTest
+
+from mre_core.cohort import pearson
+from mre_core.config import Settings
+from mre_core.demo import demo_study
+from mre_core.store import Store
+
+APP = str(Path(__file__).resolve().parent.parent / "app.py")
+
+
+@pytest.fixture(scope="module")
+def weights_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("weights")
+    write_everything_liver_weights(folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def phantom(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return demo_study(tmp_path_factory.mktemp("phantom"), seed=5)
+
+
+@pytest.fixture
+def env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, weights_dir: Path) -> str:
+    url = f"sqlite:///{tmp_path / 'results.sqlite'}"
+    monkeypatch.setenv("MRE_WEIGHTS_DIR", str(weights_dir))
+    monkeypatch.setenv("MRE_MODEL_NAME", TEST_MODEL)
+    monkeypatch.setenv("MRE_DB_URL", url)
+    monkeypatch.setenv("MRE_DEVICE", "cpu")
+    return url
+
+
+def _app() -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def _metric(at: AppTest, label_start: str) -> str:
+    return next(m.value for m in at.metric if m.label.startswith(label_start))
+
+
+def _expected(phantom: Path, weights_dir: Path):
+    from mre_core.batch import analyze_sources
+
+    settings = Settings(weights_dir=weights_dir, model_name=TEST_MODEL, device="cpu")
+    return analyze_sources([phantom], settings).results[0]
+
+
+def _upload(at: AppTest, files: list[tuple[str, bytes, str]]) -> AppTest:
+    at.file_uploader(key="rv_files").set_value(files)
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def test_landing_page_is_review_with_the_intended_use_banner(env: str) -> None:
+    at = _app()
+    assert at.title[0].value == "Review study"
+    assert any("Intended use" in i.value and "not a certified medical device" in i.value for i in at.info)
+
+
+def test_upload_phantom_shows_stage_and_kpa_then_saves_revisions(env: str, phantom: Path, weights_dir: Path) -> None:
+    expected = _expected(phantom, weights_dir)
+    at = _upload(_app(), study_files(phantom))
+    assert _metric(at, "Liver stiffness") == f"{expected.stiffness_kpa:.2f} kPa"
+    assert _metric(at, "Fibrosis stage") == f"Stage: {expected.stage.stage.label}"
+    assert _metric(at, "Significant fibrosis").startswith("Yes" if expected.stage.significant_fibrosis else "No")
+    assert any("Model" in m.value and TEST_MODEL in m.value for m in at.markdown)
+    assert [d.label for d in at.get("download_button")] == ["Study CSV", "Slices CSV", "DICOM SEG", "Overlay PNG"]
+
+    store = Store(env)
+    assert store.history(expected.study_uid).empty  # nothing is saved without the user saying so
+    next(b for b in at.button if b.label == "Save to results store").click()
+    at.run()
+    assert any("Saved as revision 1" in s.value for s in at.success)
+
+    # edit: exclude the first slice, add a manual value and a comment, save again -> revision 2, revision 1 kept
+    sop0 = expected.slices[0].sop_uid
+    at.checkbox(key=f"ex|{expected.study_uid}|{expected.series_uid}|{sop0}").check()
+    at.number_input(key=f"man|{expected.study_uid}|{expected.series_uid}").set_value(3.1)
+    at.text_area(key=f"note|{expected.study_uid}|{expected.series_uid}").input("slice 1 breathing artefact")
+    at.run()
+    assert _metric(at, "Slices used").startswith(f"{expected.stiffness.n_slices_used - 1} /")
+    next(b for b in at.button if b.label == "Save to results store").click()
+    at.run()
+    assert any("Saved as revision 2" in s.value for s in at.success)
+    history = store.history(expected.study_uid)
+    assert list(history["kind"]) == ["auto", "review"]
+    assert history["manual_kpa"].iloc[1] == pytest.approx(3.1)
+    assert history["stiffness_kpa"].iloc[0] == pytest.approx(expected.stiffness_kpa, abs=1e-4)
+
+    # re-opening the study shows what was saved
+    again = _upload(_app(), study_files(phantom))
+    assert any("Saved before" in i.value and "revision 2" in i.value for i in again.info)
+
+
+def test_bad_file_gives_an_error_naming_it(env: str) -> None:
+    at = _upload(_app(), [("notes.txt", b"this is not DICOM", "text/plain")])
+    errors = " ".join(e.value for e in at.error)
+    assert "No study could be analysed" in errors and "notes.txt" in errors
+
+
+def test_missing_weights_is_a_message_not_a_traceback(env: str, monkeypatch: pytest.MonkeyPatch,
+                                                       tmp_path: Path) -> None:
+    monkeypatch.setenv("MRE_WEIGHTS_DIR", str(tmp_path / "no_weights_here"))
+    at = _app()
+    assert any("could not be loaded" in w.value for w in at.warning)
+    next(b for b in at.button if b.label == "Load demo study").click()
+    at.run()
+    assert not at.exception
+    assert any("could not be loaded" in e.value and "MRE_WEIGHTS_DIR" in e.value for e in at.error)
+
+
+def _known_cohort(url: str) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    rng = np.random.default_rng(3)
+    store = Store(url)
+    auto, manual, ids = [], [], []
+    for i, base in enumerate(np.linspace(2.0, 7.0, 12)):
+        kpa = [base, base + 0.1, base + 0.2]  # slice 1 is empty in the factory: study value = base + 0.1
+        r = make_result(kpa, patient_id=f"C{i:02d}")
+        m = float(base + 0.1 + rng.normal(0, 0.4))
+        store.save(r, manual_kpa=m, dataset="known")
+        auto.append(r.stiffness_kpa)
+        manual.append(m)
+        ids.append(r.study_uid)
+    return np.array(auto), np.array(manual), ids
+
+
+def test_cohort_page_shows_the_right_pearson_r(env: str) -> None:
+    auto, manual, _ = _known_cohort(env)
+    expected = pearson(auto, manual)
+    at = _app()
+    at.switch_page("pages/cohort.py")
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert _metric(at, "Pearson r") == f"r = {expected.r:.3f}"
+    assert any(f"n = {len(auto)}" in c.value for c in at.caption)
+    assert len(at.get("plotly_chart")) == 4
+    assert {d.label for d in at.get("download_button")} >= {"Cohort CSV", "Statistics summary CSV"}
+
+
+def test_cohort_csv_import_matches_ids_and_reports_unmatched_rows(env: str) -> None:
+    auto, _, ids = _known_cohort(env)
+    csv = pd.DataFrame({"study_uid": ids[:10] + ["9.9.9"], "manual_kpa": list(auto[:10]) + [4.0]}).to_csv(index=False)
+    at = _app()
+    at.switch_page("pages/cohort.py")
+    at.run()
+    at.file_uploader(key="co_csv").set_value(("manual.csv", csv.encode(), "text/csv"))
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert any("10 row(s) matched" in w.value and "1 row(s) not used" in w.value for w in at.warning)
+    assert any("9.9.9" in str(df.value.to_csv()) for df in at.dataframe)
+
+
+def test_empty_cohort_page_says_what_to_do(env: str) -> None:
+    at = _app()
+    at.switch_page("pages/cohort.py")
+    at.run()
+    assert not at.exception
+    assert any("No saved studies yet" in i.value for i in at.info)
+
+
+def test_model_settings_page_shows_card_sha_and_edits_the_staging_table(env: str, weights_dir: Path) -> None:
+    at = _app()
+    at.switch_page("pages/model_settings.py")
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    text = " ".join(m.value for m in at.markdown)
+    import json
+
+    sha = json.loads((weights_dir / f"{TEST_MODEL}.json").read_text())["sha256"]
+    assert sha in text and "Schema version" in text
+    assert any("SHA-256 verified" in s.value for s in at.success)
+    # AppTest 1.67 runs only the page script after switch_page (not the router), so the sidebar is not
+    # re-rendered here; the page hands the chosen table to the router through "pending_staging".
+    at.selectbox(key="ms_base").set_value("rdes149")
+    at.run()
+    next(b for b in at.button if b.label == "Use this table").click()
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert at.session_state["pending_staging"] == "rdes149"
+
+
+def test_router_takes_the_table_chosen_on_the_settings_page(env: str) -> None:
+    # AppTest 1.67 runs the router (app.py) on the first run only; later runs execute the page alone
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.session_state["pending_staging"] = "rdes149"
+    at.run()
+    assert at.sidebar.selectbox(key="sb_staging").value == "rdes149"
+    assert at.session_state["settings"].staging.name == "rdes149"
+
+
+def test_link_from_the_cohort_opens_the_saved_study_on_review(env: str) -> None:
+    result = make_result([3.0, 3.2, 3.4], patient_id="LINK")
+    store = Store(env)
+    store.save(result)
+    store.save(result, kind="review", reviewer="Dr L", comment="second look", manual_kpa=3.0)
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.query_params["study_uid"] = result.study_uid
+    at.query_params["series_uid"] = result.series_uid
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert any("revision 2" in h.value for h in at.subheader)
+    assert _metric(at, "Manual measurement") == "3.00 kPa"
+    assert any("second look" in m.value for m in at.markdown)
