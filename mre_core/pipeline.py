@@ -125,11 +125,10 @@ def measure_slice(e: Elastogram, roi: np.ndarray, predicted: np.ndarray, setting
     )
 
 
-def analyze_study(study: StudyInput, model: LoadedModel, settings: Settings) -> StudyResult:
-    """Segment every slice of ``study`` in one batch and return its stiffness and stage.
-
-    Timings (seconds) are recorded per stage: ``preprocess``, ``model``, ``post``, ``stiffness``.
-    """
+def analyze_study_keeping_probabilities(study: StudyInput, model: LoadedModel, settings: Settings
+                                        ) -> tuple[StudyResult, tuple[np.ndarray, ...], float]:
+    """:func:`analyze_study`, also returning each slice's probability map (float32 [H, W], native grid)
+    and the threshold applied, so a reviewer can re-threshold without running the network again."""
     slices = study.series.slices
     timings: dict[str, float] = {}
     t = time.perf_counter()
@@ -141,12 +140,25 @@ def analyze_study(study: StudyInput, model: LoadedModel, settings: Settings) -> 
         torch.cuda.synchronize()
     timings["model"] = time.perf_counter() - t
     t = time.perf_counter()
-    native = [to_native_grid(p, e.shape) for p, e in zip(prob, slices)]
+    native = tuple(to_native_grid(p, e.shape).astype(np.float32) for p, e in zip(prob, slices))
     threshold = settings.mask_threshold if settings.mask_threshold is not None else model.config.threshold
     results = [slice_result(e, p, threshold, settings) for e, p in zip(slices, native)]
     timings["post"] = time.perf_counter() - t
     result = finish_study(study, results, settings, model.config.name, model.sha256, str(model.device), timings)
-    if study.series.encoding == ConfidenceEncoding.NONE:
-        flags = (QcFlag.NO_CONFIDENCE_MARKING, *result.stiffness.qc_flags)
-        result = replace(result, stiffness=replace(result.stiffness, qc_flags=flags))
-    return result
+    return with_marking_flag(result), native, float(threshold)
+
+
+def analyze_study(study: StudyInput, model: LoadedModel, settings: Settings) -> StudyResult:
+    """Segment every slice of ``study`` in one batch and return its stiffness and stage.
+
+    Timings (seconds) are recorded per stage: ``preprocess``, ``model``, ``post``, ``stiffness``.
+    """
+    return analyze_study_keeping_probabilities(study, model, settings)[0]
+
+
+def with_marking_flag(result: StudyResult) -> StudyResult:
+    """Add the study flag ``NO_CONFIDENCE_MARKING`` when the series had no confidence marking (idempotent)."""
+    if result.study.series.encoding != ConfidenceEncoding.NONE or QcFlag.NO_CONFIDENCE_MARKING in result.stiffness.qc_flags:
+        return result
+    flags = (QcFlag.NO_CONFIDENCE_MARKING, *result.stiffness.qc_flags)
+    return replace(result, stiffness=replace(result.stiffness, qc_flags=flags))

@@ -24,15 +24,19 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
-import torch
 
 from mre_core.config import Settings
-from mre_core.elastogram import ConfidenceEncoding, StudyInput
+from mre_core.elastogram import StudyInput
 from mre_core.model import LoadedModel
-from mre_core.pipeline import StudyResult, finish_study, measure_slice, slice_result
-from mre_core.preprocess import model_input, to_native_grid
-from mre_core.segment import adjust_roi, final_roi, min_area_px, run_network
-from mre_core.stiffness import QcFlag, SliceResult
+from mre_core.pipeline import (
+    StudyResult,
+    analyze_study_keeping_probabilities,
+    finish_study,
+    measure_slice,
+    with_marking_flag,
+)
+from mre_core.segment import adjust_roi, final_roi, min_area_px
+from mre_core.stiffness import SliceResult
 
 MAX_GROW_PX = 10
 
@@ -143,33 +147,10 @@ class ReviewableStudy:
     threshold: float  #: the threshold that produced ``result``
 
 
-def _marking_flag(result: StudyResult, study: StudyInput) -> StudyResult:
-    """Add the study flag ``NO_CONFIDENCE_MARKING`` as :func:`~mre_core.pipeline.analyze_study` does."""
-    if study.series.encoding != ConfidenceEncoding.NONE or QcFlag.NO_CONFIDENCE_MARKING in result.stiffness.qc_flags:
-        return result
-    flags = (QcFlag.NO_CONFIDENCE_MARKING, *result.stiffness.qc_flags)
-    return replace(result, stiffness=replace(result.stiffness, qc_flags=flags))
-
-
 def analyze_for_review(study: StudyInput, model: LoadedModel, settings: Settings) -> ReviewableStudy:
     """Like :func:`~mre_core.pipeline.analyze_study`, keeping each slice's probability map."""
-    elastograms = study.series.slices
-    timings: dict[str, float] = {}
-    t = time.perf_counter()
-    batch = model_input(elastograms, model.config.input)
-    timings["preprocess"] = time.perf_counter() - t
-    t = time.perf_counter()
-    prob = run_network(model, batch, settings.inference_batch)
-    if model.device.type == "cuda":
-        torch.cuda.synchronize()
-    timings["model"] = time.perf_counter() - t
-    t = time.perf_counter()
-    native = tuple(to_native_grid(p, e.shape).astype(np.float32) for p, e in zip(prob, elastograms))
-    threshold = settings.mask_threshold if settings.mask_threshold is not None else model.config.threshold
-    results = [slice_result(e, p, threshold, settings) for e, p in zip(elastograms, native)]
-    timings["post"] = time.perf_counter() - t
-    result = finish_study(study, results, settings, model.config.name, model.sha256, str(model.device), timings)
-    return ReviewableStudy(_marking_flag(result, study), native, float(threshold))
+    result, probabilities, threshold = analyze_study_keeping_probabilities(study, model, settings)
+    return ReviewableStudy(result, probabilities, threshold)
 
 
 def _edited_slice(rs: ReviewableStudy, i: int, edits: ReviewEdits, settings: Settings) -> SliceResult:
@@ -199,7 +180,7 @@ def apply_edits(rs: ReviewableStudy, edits: ReviewEdits, settings: Settings | No
     new = [_edited_slice(rs, i, edits, settings) for i in range(len(base.slices))]
     timings = {k: v for k, v in base.timings_s.items() if k != "stiffness"}
     result = finish_study(base.study, new, settings, base.model_name, base.model_sha256, base.device, timings)
-    return _marking_flag(result, base.study)
+    return with_marking_flag(result)
 
 
 def slice_probability(rs: ReviewableStudy, sop_uid: str) -> np.ndarray:
