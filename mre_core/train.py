@@ -55,6 +55,7 @@ class TrainConfig:
     plain_base_channels: int = 32
     max_patients: int = 0  #: 0 = all training patients
     loss: str = "bce"  #: "bce" (the paper) or "bce_dice" (BCE + soft Dice: faster convergence on a small budget)
+    lr_schedule: str = "constant"  #: "constant" (the paper) or "cosine" (lr x 0.5(1 + cos(pi epoch / epochs)))
 
 
 def set_seed(seed: int) -> None:
@@ -91,6 +92,19 @@ def segmentation_loss(logits: torch.Tensor, target: torch.Tensor, kind: str) -> 
         inter = (prob * target).sum()
         return bce + 1 - (2 * inter + 1) / (prob.sum() + target.sum() + 1)
     raise ValueError(f"unknown loss {kind!r}; choose bce or bce_dice")
+
+
+def epoch_lr(cfg: TrainConfig, epoch: int) -> float:
+    """Learning rate for a 0-based epoch; recomputed from the epoch index, so a resumed run continues the schedule.
+
+    >>> round(epoch_lr(TrainConfig(lr=1.0, epochs=4, lr_schedule="cosine"), 2), 3)
+    0.5
+    """
+    if cfg.lr_schedule == "constant":
+        return cfg.lr
+    if cfg.lr_schedule == "cosine":
+        return cfg.lr * 0.5 * (1 + math.cos(math.pi * epoch / cfg.epochs))
+    raise ValueError(f"unknown lr schedule {cfg.lr_schedule!r}; choose constant or cosine")
 
 
 def make_optimizer(net: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
@@ -188,15 +202,17 @@ def train(data_dir: Path, out: Path, cfg: TrainConfig, settings: Settings, expor
         start, best, log = state["epoch"], state["best_dice"], state["log"]
     for epoch in range(start, cfg.epochs):
         t0 = time.perf_counter()
+        for group in opt.param_groups:
+            group["lr"] = epoch_lr(cfg, epoch)
         with tqdm(total=len(train_data), desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="slice",
                   disable=not show_progress) as bar:
             train_loss = train_epoch(net, opt, train_data, cfg, device, gen, bar)
             val_loss, val_dice = validate(net, val_data, device, cfg.micro_batch)
             bar.set_postfix(loss=f"{train_loss:.4f}", val_dice=f"{val_dice:.4f}")
-        row = {"epoch": epoch + 1, "train_loss": train_loss, "val_loss": val_loss, "val_dice": val_dice,
+        row = {"epoch": epoch + 1, "lr": epoch_lr(cfg, epoch), "train_loss": train_loss, "val_loss": val_loss, "val_dice": val_dice,
                "seconds": time.perf_counter() - t0}
         log.append(row)
-        _append_log(out / "log.csv", row)
+        _write_log(out / "log.csv", log)
         if val_dice > best:
             best = val_dice
             torch.save(net.state_dict(), out / "best.pt")
@@ -212,13 +228,13 @@ def train(data_dir: Path, out: Path, cfg: TrainConfig, settings: Settings, expor
     return record
 
 
-def _append_log(path: Path, row: dict) -> None:
-    new = not path.is_file()
-    with open(path, "a", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(row))
-        if new:
-            w.writeheader()
-        w.writerow(row)
+def _write_log(path: Path, log: list[dict]) -> None:
+    """Rewrite the CSV log (all epochs so far; columns = union of the rows' keys, in first-seen order)."""
+    fields = list(dict.fromkeys(k for row in log for k in row))
+    with open(path, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=fields)
+        w.writeheader()
+        w.writerows(log)
 
 
 def search(data_dir: Path, out: Path, cfg: TrainConfig, settings: Settings, n_trials: int, trial_epochs: int) -> dict:
@@ -258,6 +274,7 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
         p.add_argument(f"--{f.replace('_', '-')}", type=float, default=getattr(d, f))
     p.add_argument("--optimizer", choices=("sgd", "adamw"), default=d.optimizer)
     p.add_argument("--loss", choices=("bce", "bce_dice"), default=d.loss)
+    p.add_argument("--lr-schedule", choices=("constant", "cosine"), default=d.lr_schedule)
     p.add_argument("--no-augment", action="store_true")
     p.add_argument("--bf16", action="store_true", help="bfloat16 autocast (fast on CPUs with AVX512-BF16/AMX)")
 
@@ -268,7 +285,8 @@ def run_cli(args: argparse.Namespace) -> int:
                       micro_batch=args.micro_batch, optimizer=args.optimizer, lr=args.lr, momentum=args.momentum,
                       weight_decay=args.weight_decay, seed=args.seed, val_fraction=args.val_fraction,
                       augment=not args.no_augment, bf16=args.bf16, plain_base_channels=args.plain_base_channels,
-                      max_patients=args.max_patients, loss=args.loss)
+                      max_patients=args.max_patients, loss=args.loss,
+                      lr_schedule=args.lr_schedule)
     if args.search:
         best = search(args.data, args.out / "search", cfg, settings, args.search, args.trial_epochs)
         cfg = replace(cfg, **best["best_params"])

@@ -101,6 +101,12 @@ def _shot(page, name: str, height: int = 2200) -> None:
     """Screenshot the whole app: Streamlit scrolls inside its own container, so grow the viewport first."""
     page.set_viewport_size({"width": 1500, "height": height})
     page.wait_for_timeout(1500)  # let plotly redraw at the new size
+    # data grids draw on a canvas once visible: wait until every grid's canvas has a size
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('[data-testid=stDataFrame], [data-testid=stDataEditor]')]"
+        ".every(g => { const c = g.querySelector('canvas'); return c && c.width > 0 && c.height > 0; })",
+        timeout=30_000)
+    page.wait_for_timeout(1000)
     SHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SHOTS / name), full_page=True)
     page.set_viewport_size({"width": 1500, "height": 1000})
