@@ -29,6 +29,14 @@ PAPER = {
 }
 
 
+CAVEATS = (
+    "These are synthetic phantoms from this project's own generator: the liver stiffness field is smooth "
+    "(about 10 % heterogeneity), so the ROI mean barely depends on the ROI's exact outline and the stiffness "
+    "agreement (r, ICC) is far higher than on real data, where the paper reports r = 0.943. Dice depends on the "
+    "expert-ROI conventions the generator encodes. Neither number says how the model does on real scanner data."
+)
+
+
 def _pct(block: dict[str, Any], metric: str) -> str:
     m = block[metric]
     return f"{100 * m['mean']:.2f} ({100 * m['ci_low']:.2f}–{100 * m['ci_high']:.2f})"
@@ -151,7 +159,11 @@ def render(main_dir: Path, baseline_dir: Path | None, weights_json: Path, card_p
               f"Best validation Dice {training.get('best_val_dice', float('nan')):.4f} on "
               f"{training.get('val_patients', '?')} validation patients ({training.get('val_slices', '?')} slices); "
               f"{training.get('train_patients', '?')} training patients ({training.get('train_slices', '?')} slices); "
-              f"device {training.get('device', '?')}.", ""]
+              f"device {training.get('device', '?')}.", "",
+              str(record.get("card", {}).get("training_note", "")), "", "## Caveats", "", CAVEATS, ""]
+    if not base:
+        lines += ["The plain U-Net baseline (the paper's Table 2 comparison) has not been trained and evaluated yet "
+                  "for this cohort; `python -m mre_core train --arch unet_plain` does it.", ""]
     results_path.write_text("\n".join(lines))
     test = main["splits"]["test"]
     card = [f"# Model card — {record['name']}", "", f"> {INTENDED_USE}", "",
@@ -171,9 +183,11 @@ def render(main_dir: Path, baseline_dir: Path | None, weights_json: Path, card_p
             f"- Pearson r {test['stiffness']['pearson']['r']:.3f} ({test['stiffness']['pearson']['ci_low']:.3f}–"
             f"{test['stiffness']['pearson']['ci_high']:.3f}); ICC(A,1) {test['stiffness']['icc']['value']:.3f}; "
             f"Bland–Altman bias {test['stiffness']['bland_altman']['bias']:+.3f} kPa",
-            f"- Median analysis time per study {test['median_runtime_s']:.2f} s on {main['device']}.", "",
+            f"- Median analysis time per study {test['median_runtime_s']:.2f} s on {main['device']} during the evaluation "
+            "run (the CPU was shared with another job for part of it; docs/PERFORMANCE.md has the benchmark).", "",
             "Full tables: docs/RESULTS.md. Training hyper-parameters: the `card.training` block of "
-            f"`{record['name']}.json`."]
+            f"`{record['name']}.json`.", "", "## How it was trained", "",
+            str(record.get("card", {}).get("training_note", "")), "", "## Caveats", "", CAVEATS]
     card_path.write_text("\n".join(card) + "\n")
 
 
