@@ -47,9 +47,17 @@ def cmd_analyze(args: argparse.Namespace) -> int:
         stage = r.stage.stage.label if r.stage else "no stage"
         flags = ",".join(f.value for f in r.qc_flags) or "ok"
         print(f"{r.patient_id}\t{r.stiffness_kpa:.2f} kPa\t{stage}\tQC: {flags}")
-    print(f"{len(outcome.results)} studies analysed, {len(outcome.skipped)} files/series skipped "
-          f"(see {args.out / 'skipped.csv'})", file=sys.stderr)
+    print(f"{len(outcome.results)} studies analysed; {len(outcome.skipped)} files not analysed "
+          f"(reasons per file in {args.out / 'skipped.csv'}){_reason_summary(outcome.skipped)}", file=sys.stderr)
     return 0 if outcome.results else 1
+
+
+def _reason_summary(skipped: list) -> str:
+    """``": 308 × wave (phase) images, …"`` — the commonest reasons, shortened to their first clause."""
+    from collections import Counter
+
+    counts = Counter(s.reason.split(":")[0][:70] for s in skipped)
+    return "".join(f"\n  {n:>5} × {reason}" for reason, n in counts.most_common(6))
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
