@@ -32,9 +32,20 @@ from pydicom.uid import generate_uid
 
 from mre_core import phantom_anatomy as pa
 from mre_core.elastogram import ConfidenceEncoding
-from mre_core.phantom_dicom import (DESCRIPTIONS, TRANSFER_SYNTAXES, PhantomSeries, SeriesRole, StudyHeader,
-                                    acquired_pixels, build_datasets, color_image, contact_sheet, file_names,
-                                    folder_name, write_datasets)
+from mre_core.phantom_dicom import (
+    DESCRIPTIONS,
+    TRANSFER_SYNTAXES,
+    PhantomSeries,
+    SeriesRole,
+    StudyHeader,
+    acquired_pixels,
+    build_datasets,
+    color_image,
+    contact_sheet,
+    file_names,
+    folder_name,
+    write_datasets,
+)
 from mre_core.staging import PAPER_TABLE, FibrosisStage, stage
 
 __all__ = ["PhantomParams", "StudySpec", "StudyTruth", "PhantomStudy", "generate_study", "write_study",

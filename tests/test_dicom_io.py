@@ -13,8 +13,9 @@ from pydicom.dataset import Dataset
 from pydicom.uid import JPEGLSLossless, RLELossless, generate_uid
 
 from mre_core.config import Settings
-from mre_core.dicom_io import read_inputs, series_role, to_kpa
+from mre_core.dicom_io import read_inputs, series_role
 from mre_core.elastogram import ConfidenceEncoding, ReadResult, VendorProfile
+from mre_core.units import to_kpa
 from tests import dicom_factory as f
 
 SETTINGS = Settings()

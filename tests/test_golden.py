@@ -17,8 +17,8 @@ from mre_core.config import Settings
 from mre_core.dataset import load_truth
 from mre_core.dicom_io import read_inputs
 from mre_core.model import WeightsError, load_model
-from mre_core.pipeline import StudyResult, analyze_study
 from mre_core.phantom import write_demo_study
+from mre_core.pipeline import StudyResult, analyze_study
 
 GOLDEN = Path(__file__).parent / "golden" / "shipped_weights_demo.npz"
 CASES = (("siemens", "cross_hatch", 101), ("ge", "paired_series", 102))

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import numpy as np
-import pytest
 import pydicom
+import pytest
 
 from mre_core.config import Settings
 from mre_core.dicom_io import read_inputs
