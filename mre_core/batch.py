@@ -48,9 +48,7 @@ def analyze_sources(sources: Sequence[Source], settings: Settings, model: Loaded
 
         read = read_inputs(sources, settings, progress=progress)
     outcome.read_s = time.perf_counter() - t
-    outcome.skipped.extend(read.skipped)
-    for s in read.skipped:
-        log.info("not analysed: %s: %s", s.file, s.reason)
+    outcome.skipped.extend(read.skipped)  # read_inputs has logged each of them
     for study in tqdm(read.studies, desc="analysing", unit="study", disable=not show_progress, file=sys.stderr):
         try:
             outcome.results.append(analyze_study(study, model, settings))

@@ -15,11 +15,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from mre_core.batch import analyze_sources
 from mre_core.config import Settings
-from mre_core.dicom_io import read_inputs
 from mre_core.elastogram import SkippedFile
 from mre_core.model import LoadedModel
-from mre_core.pipeline import StudyResult, analyze_study
+from mre_core.pipeline import StudyResult
 from mre_core.store import Store
 
 DEMO_DATASET = "demo cohort"
@@ -79,21 +79,16 @@ def analyze_cohort(cohort_dir: Path, model: LoadedModel, settings: Settings, sto
     patients = sorted(p for p in (cohort_dir / "dicom").iterdir() if p.is_dir())
     run = CohortRun()
     for i, folder in enumerate(patients, start=1):
-        read = read_inputs([folder], settings)
-        run.skipped.extend(read.skipped)
-        if not read.studies:
-            reasons = sorted({s.reason for s in read.skipped})
+        outcome = analyze_sources([folder], settings, model)
+        run.skipped.extend(outcome.skipped)
+        if not outcome.results:
+            reasons = sorted({s.reason for s in outcome.skipped})
             run.failed.append(SkippedFile(folder.name, "no usable study: " + "; ".join(reasons[:3])))
-        for study in read.studies:
-            try:
-                result = analyze_study(study, model, settings)
-            except Exception as exc:  # noqa: BLE001 - one failing study must not stop the cohort; the reason is shown
-                run.failed.append(SkippedFile(str(folder.name), f"analysis failed: {exc}"))
-                continue
+        for result in outcome.results:
             run.results.append(result)
             if store is not None:
                 store.save(result, kind="auto", reviewer="demo", comment="phantom demo cohort",
-                           manual_kpa=manual.get(study.patient_id), dataset=dataset)
+                           manual_kpa=manual.get(result.patient_id), dataset=dataset)
                 run.saved += 1
         if progress is not None:
             progress(i, len(patients), folder.name)

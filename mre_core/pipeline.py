@@ -5,7 +5,6 @@ read (dicom_io) → preprocess → model → post-process (segment) → stiffnes
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass, field, replace
 
@@ -88,7 +87,7 @@ def finish_study(
     """Combine per-slice results into a :class:`StudyResult` (study value, stage, flags)."""
     t0 = time.perf_counter()
     stiff = study_stiffness(slices, settings.min_slices, settings.max_slice_cv, settings.plausible_kpa)
-    staged = stage_or_none(stiff.stiffness_kpa, settings.staging) if math.isfinite(stiff.stiffness_kpa) else None
+    staged = stage_or_none(stiff.stiffness_kpa, settings.staging)
     timings = dict(timings_s)
     timings["stiffness"] = timings.get("stiffness", 0.0) + time.perf_counter() - t0
     return StudyResult(study, tuple(slices), stiff, staged, model_name, model_sha256, device, settings, timings)
