@@ -15,12 +15,13 @@ $(STAMP): requirements.txt
 
 setup: $(STAMP)
 
-## Debian chromium for the real-browser test (skipped when /usr/bin/chromium exists)
+## Debian packages: chromium (real-browser test) and dcmtk (storescu/echoscu/dsrdump for the
+## DICOM listener tests and the README example); skipped when both are already there
 system-deps:
-	@test -x /usr/bin/chromium || { \
+	@test -x /usr/bin/chromium -a -x /usr/bin/storescu -a -x /usr/bin/dsrdump || { \
 	  SUDO=$$(test "$$(id -u)" -eq 0 || echo sudo); \
 	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get update && \
-	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y chromium; }
+	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y chromium dcmtk; }
 
 ## Start the web app on http://localhost:8501 (demo data, SQLite, shipped weights)
 run: setup

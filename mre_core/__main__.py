@@ -1,4 +1,4 @@
-"""``python -m mre_core <verb>``: analyze | phantom | train | evaluate | verify.
+"""``python -m mre_core <verb>``: analyze | listen | watch | phantom | train | evaluate | verify.
 
 Exit codes: 0 success (``analyze``: at least one study analysed), 1 nothing to report
 or a failure the message explains, 2 usage error.
@@ -39,7 +39,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
 
     try:
         settings = _settings(args)
-        outcome = analyze_to_folder(args.paths, args.out, settings, show_progress=not args.quiet)
+        outcome = analyze_to_folder(args.paths, args.out, settings, show_progress=not args.quiet, write_pdf=args.pdf)
     except (WeightsError, ValueError, RuntimeError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
@@ -98,6 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--profile", choices=PROFILES, help="unit profile (default: auto from the headers)")
     p.add_argument("--kpa-per-unit", type=float, help="kPa per stored unit, with --profile custom")
     p.add_argument("--staging", choices=sorted(TABLES), help="cut-off table (default: paper)")
+    p.add_argument("--pdf", action="store_true", help="also write a one-page PDF report per study (pdf/)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     _model_args(p)
     p.set_defaults(func=cmd_analyze)
@@ -119,6 +120,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("evaluate", help="Dice/IoU, stiffness agreement and stage agreement on a phantom cohort")
     evaluate.configure_parser(p)
     p.set_defaults(func=evaluate.run_cli)
+
+    from mre_core import listener
+
+    p = sub.add_parser("listen", help="DICOM listener: analyse studies sent from the scanner or PACS")
+    listener.configure_listen_parser(p)
+    p.set_defaults(func=listener.run_listen)
+    p = sub.add_parser("watch", help="watch a folder for exported DICOM files and analyse each study")
+    listener.configure_watch_parser(p)
+    p.set_defaults(func=listener.run_watch)
 
     p = sub.add_parser("verify", help="check the shipped weights and run them on a phantom study")
     p.add_argument("--seed", type=int, default=0)

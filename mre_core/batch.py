@@ -61,25 +61,58 @@ def analyze_sources(sources: Sequence[Source], settings: Settings, model: Loaded
 
 def analyze_to_folder(sources: Sequence[Source], out_dir: Path, settings: Settings,
                       model: LoadedModel | None = None, show_progress: bool = False,
-                      write_seg: bool = True) -> BatchOutcome:
-    """Analyse ``sources`` and write studies.csv, slices.csv, skipped.csv and ``seg/<series_uid>.dcm``."""
-    from mre_core.report import write_csvs, write_seg
+                      write_seg: bool = True, write_pdf: bool = False) -> BatchOutcome:
+    """Analyse ``sources`` and write studies.csv, slices.csv, skipped.csv, ``seg/<series_uid>.dcm`` and
+    ``sr/<series_uid>.dcm`` (DICOM SEG + TID 1500 SR), and with ``write_pdf`` ``pdf/<patient>_<uid>.pdf``."""
+    from mre_core.report import write_csvs
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     outcome = analyze_sources(sources, settings, model, show_progress)
-    if write_seg:
-        for r in outcome.results:
-            path = out_dir / "seg" / f"{r.series_uid}.dcm"
-            try:
-                path.parent.mkdir(exist_ok=True)
-                write_seg(r, path)
-                outcome.written[f"seg:{r.series_uid}"] = path
-            except Exception as exc:  # the numbers are still reported; the missing SEG is listed
-                log.exception("DICOM SEG failed for series %s", r.series_uid)
-                outcome.skipped.append(SkippedFile(str(path), f"DICOM SEG not written: {exc}"))
+    for r in outcome.results:
+        if write_seg:
+            _write_dicom_objects(r, out_dir, outcome)
+        if write_pdf:
+            _write_pdf(r, out_dir, outcome)
     outcome.written.update(write_csvs(outcome.results, outcome.skipped, out_dir))
     return outcome
+
+
+def _write_dicom_objects(r: StudyResult, out_dir: Path, outcome: BatchOutcome) -> None:
+    """SEG, then the SR that references it; a failure is listed in skipped.csv and the numbers still count."""
+    from mre_core.report import build_seg
+    from mre_core.sr import build_sr
+
+    seg_path, sr_path = out_dir / "seg" / f"{r.series_uid}.dcm", out_dir / "sr" / f"{r.series_uid}.dcm"
+    try:
+        seg = build_seg(r)
+        seg_path.parent.mkdir(exist_ok=True)
+        seg.save_as(seg_path, enforce_file_format=True)
+        outcome.written[f"seg:{r.series_uid}"] = seg_path
+    except Exception as exc:
+        log.exception("DICOM SEG failed for series %s", r.series_uid)
+        outcome.skipped.append(SkippedFile(str(seg_path), f"DICOM SEG not written: {exc}"))
+        return
+    try:
+        sr_path.parent.mkdir(exist_ok=True)
+        build_sr(r, seg).save_as(sr_path, enforce_file_format=True)
+        outcome.written[f"sr:{r.series_uid}"] = sr_path
+    except Exception as exc:
+        log.exception("DICOM SR failed for series %s", r.series_uid)
+        outcome.skipped.append(SkippedFile(str(sr_path), f"DICOM SR not written: {exc}"))
+
+
+def _write_pdf(r: StudyResult, out_dir: Path, outcome: BatchOutcome) -> None:
+    from mre_core.exports import file_stem
+    from mre_core.pdf_report import write_pdf
+
+    path = out_dir / "pdf" / f"{file_stem(r)}.pdf"
+    try:
+        path.parent.mkdir(exist_ok=True)
+        outcome.written[f"pdf:{r.series_uid}"] = write_pdf(r, path)
+    except Exception as exc:
+        log.exception("PDF report failed for series %s", r.series_uid)
+        outcome.skipped.append(SkippedFile(str(path), f"PDF report not written: {exc}"))
 
 
 class _NoBar:

@@ -14,7 +14,9 @@ import numpy as np
 import pandas as pd
 
 from mre_core.cohort import AgreementReport, agreement
+from mre_core.intake import PACS_DATASET
 from mre_core.staging import FibrosisStage, StagingTable, stage
+from mre_core.worklist import REVIEW_STATUS
 
 ID_COLUMNS = ("study_uid", "patient_id")
 MANUAL_COLUMNS = ("manual_kpa", "manual", "manual_mre_kpa", "kpa")
@@ -30,6 +32,8 @@ def prepare(frame: pd.DataFrame) -> pd.DataFrame:
     out = frame.copy()
     out["qc_flags"] = out.get("qc_flags", pd.Series(dtype=str)).fillna("")
     out["qc_status"] = np.where(out["qc_flags"] == "", "QC ok", "QC flagged")
+    if "kind" in out:
+        out["review_status"] = out["kind"].map(REVIEW_STATUS).fillna(out["kind"])
     out["study_day"] = pd.to_datetime(out.get("study_date", pd.Series(dtype=str)), format="%Y%m%d", errors="coerce")
     for col in ("stiffness_kpa", "manual_kpa"):
         out[col] = pd.to_numeric(out.get(col), errors="coerce")
@@ -86,9 +90,17 @@ def merge_manual(frame: pd.DataFrame, manual: pd.DataFrame) -> ManualImport:
 
 def apply_filters(frame: pd.DataFrame, *, datasets: list[str] | None = None, manufacturers: list[str] | None = None,
                   stages: list[str] | None = None, qc: str = "all",
-                  dates: tuple[object, object] | None = None) -> pd.DataFrame:
-    """Rows matching every given filter (``None`` / empty list = no filter; ``qc``: all | ok | flagged)."""
+                  dates: tuple[object, object] | None = None, review: str = "all") -> pd.DataFrame:
+    """Rows matching every given filter (``None`` / empty list = no filter; ``qc``: all | ok | flagged).
+
+    ``review``: ``all``; ``signed_off`` (only studies a reader signed off); or ``no_unreviewed_inbox``
+    (everything except automatic results from the DICOM inbox that nobody has reviewed yet).
+    """
     keep = pd.Series(True, index=frame.index)
+    if review == "signed_off":
+        keep &= frame["kind"] == "signed_off"
+    elif review == "no_unreviewed_inbox":
+        keep &= ~((frame["dataset"] == PACS_DATASET) & (frame["kind"] == "auto"))
     if datasets:
         keep &= frame["dataset"].isin(datasets)
     if manufacturers:

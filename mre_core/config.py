@@ -60,6 +60,8 @@ class Settings:
         The cut-off table used by :func:`mre_core.staging.stage`.
     db_url:
         SQLAlchemy URL of the results store.
+    inbox_dir:
+        Where the DICOM listener and the watch folder file received instances (see :mod:`mre_core.inbox`).
     """
 
     device: str = "auto"
@@ -77,6 +79,7 @@ class Settings:
     inference_batch: int = 8
     staging: StagingTable = field(default=PAPER_TABLE)
     db_url: str = f"sqlite:///{REPO_ROOT / 'data' / 'mre_review.sqlite'}"
+    inbox_dir: Path = REPO_ROOT / "data" / "inbox"
 
     def __post_init__(self) -> None:
         if self.device not in DEVICES:
@@ -126,7 +129,7 @@ class Settings:
 def _parse(name: str, raw: str) -> object:
     if name == "staging":
         return get_table(raw)
-    if name == "weights_dir":
+    if name in ("weights_dir", "inbox_dir"):
         return Path(raw)
     if name == "plausible_kpa":
         low, high = (float(x) for x in raw.split(","))

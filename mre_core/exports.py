@@ -1,7 +1,9 @@
-"""Downloads of a reviewed study as bytes: CSV per study / per slice, DICOM SEG, overlay PNG.
+"""Downloads of a reviewed study as bytes: CSV per study / per slice, DICOM SEG and SR, overlay PNG, PDF.
 
-Thin wrappers over :mod:`mre_core.report` that add the review columns (manual value,
-comment, edits) and return bytes instead of writing files, for the app's download buttons.
+Thin wrappers over :mod:`mre_core.report`, :mod:`mre_core.sr` and :mod:`mre_core.pdf_report` that
+add the review (manual value, comment, reviewer, edits) and return bytes instead of writing
+files, for the app's download buttons. The SR references a SEG by its SOP Instance UID: offer
+the pair from :func:`seg_and_sr_bytes` so that the SR never points at a SEG nobody has.
 """
 
 from __future__ import annotations
@@ -10,9 +12,13 @@ import io
 import tempfile
 from pathlib import Path
 
+from pydicom.dataset import Dataset
+
+from mre_core.pdf_report import build_pdf
 from mre_core.pipeline import StudyResult
 from mre_core.report import build_seg, overlay_png, slices_table, studies_table
 from mre_core.review import ReviewEdits
+from mre_core.sr import build_sr
 
 
 def study_csv(result: StudyResult, edits: ReviewEdits | None = None, revision: int | None = None) -> bytes:
@@ -32,11 +38,39 @@ def slices_csv(result: StudyResult) -> bytes:
     return slices_table([result]).to_csv(index=False).encode("utf-8")
 
 
+def _dicom_bytes(ds: Dataset) -> bytes:
+    buf = io.BytesIO()
+    ds.save_as(buf, enforce_file_format=True)
+    return buf.getvalue()
+
+
 def seg_bytes(result: StudyResult) -> bytes:
     """The DICOM SEG of the (reviewed) ROI; raises :class:`mre_core.report.SegExportError`."""
-    buf = io.BytesIO()
-    build_seg(result).save_as(buf, enforce_file_format=True)
-    return buf.getvalue()
+    return _dicom_bytes(build_seg(result))
+
+
+def sr_bytes(result: StudyResult, seg: Dataset | None = None, verifying_observer: str | None = None) -> bytes:
+    """The DICOM SR (TID 1500) of the study, referencing ``seg`` (built here when ``None``).
+
+    ``verifying_observer`` (the reader who signed off) makes it VERIFIED and FINAL; see
+    :func:`mre_core.sr.build_sr`.
+    """
+    seg = seg if seg is not None else build_seg(result)
+    return _dicom_bytes(build_sr(result, seg, verifying_observer=verifying_observer))
+
+
+def seg_and_sr_bytes(result: StudyResult, verifying_observer: str | None = None) -> tuple[bytes, bytes]:
+    """A matching (SEG, SR) pair: the SR references exactly this SEG instance."""
+    seg = build_seg(result)
+    return _dicom_bytes(seg), sr_bytes(result, seg, verifying_observer)
+
+
+def pdf_bytes(result: StudyResult, edits: ReviewEdits | None = None,
+              status: str = "automatic result, not reviewed") -> bytes:
+    """The one-page PDF report with the reviewer, comment and manual value (kPa) of ``edits``."""
+    edits = edits or ReviewEdits()
+    return build_pdf(result, reviewer=edits.reviewer, comment=edits.comment, manual_kpa=edits.manual_kpa,
+                     status=status)
 
 
 def overlay_png_bytes(result: StudyResult) -> bytes:
@@ -52,4 +86,5 @@ def file_stem(result: StudyResult) -> str:
     return f"{pid}_{result.study_uid[-8:]}"
 
 
-__all__ = ["file_stem", "overlay_png_bytes", "seg_bytes", "slices_csv", "study_csv"]
+__all__ = ["file_stem", "overlay_png_bytes", "pdf_bytes", "seg_and_sr_bytes", "seg_bytes", "slices_csv", "sr_bytes",
+           "study_csv"]

@@ -17,7 +17,8 @@ DICOM SEG
     copy (and SliceThickness from the slice gap) so that the SEG can still be built.
 Overlay
     :func:`overlay_png`: a grid of slices, gray elastogram 0-8 kPa, the 95 %
-    confidence region outlined in yellow, the ROI filled in red, mean kPa per slice.
+    confidence region outlined in yellow, the ROI filled in red, mean kPa per slice;
+    :func:`overlay_tiles` gives the same tiles and captions as arrays (for the PDF).
 
 :data:`INTENDED_USE` is the one statement of intended use for the app and the PDF.
 """
@@ -265,15 +266,26 @@ def _segment_description(result: StudyResult) -> hd.seg.SegmentDescription:
     )
 
 
-def _seg_inputs(result: StudyResult) -> tuple[list[Dataset], np.ndarray]:
-    """Source headers and the bool ROI stack [n, rows, cols], in slice order."""
+def source_headers(result: StudyResult) -> list[Dataset]:
+    """The :func:`seg_source_header` of every slice, in slice order (also the SR's evidence).
+
+    Raises
+    ------
+    SegExportError
+        If the study has no slices, or a slice has no usable header.
+    """
     if not result.slices:
         raise SegExportError(f"study {result.study_uid}: no slices, nothing to segment")
     by_sop, gap = _elastograms_by_sop(result), _slice_gap_mm(result)
     missing = [s.sop_uid for s in result.slices if s.sop_uid not in by_sop]
     if missing:
         raise SegExportError(f"study {result.study_uid}: slices {missing} are not in the elastogram series")
-    headers = [seg_source_header(by_sop[s.sop_uid], gap) for s in result.slices]
+    return [seg_source_header(by_sop[s.sop_uid], gap) for s in result.slices]
+
+
+def _seg_inputs(result: StudyResult) -> tuple[list[Dataset], np.ndarray]:
+    """Source headers and the bool ROI stack [n, rows, cols], in slice order."""
+    headers = source_headers(result)
     masks = np.stack([np.asarray(s.roi, dtype=bool) for s in result.slices])
     return headers, masks
 
@@ -351,6 +363,16 @@ def _caption(s: SliceResult) -> str:
     return f"{text} (excluded)" if s.excluded else text
 
 
+def overlay_tiles(result: StudyResult) -> list[tuple[np.ndarray, str]]:
+    """One ``(uint8 RGB [H,W,3], caption)`` per slice that has an elastogram, in slice order.
+
+    The colours of :func:`overlay_png` (also used by the PDF report); the caption gives
+    instance number, z (mm) and the slice mean kPa, or "no ROI".
+    """
+    by_sop = _elastograms_by_sop(result)
+    return [(_tile(by_sop[s.sop_uid], s), _caption(s)) for s in result.slices if s.sop_uid in by_sop]
+
+
 def overlay_png(result: StudyResult, path: Path, columns: int = 3, scale: int = 2) -> Path:
     """Write a grid of the study's slices as a PNG.
 
@@ -358,20 +380,19 @@ def overlay_png(result: StudyResult, path: Path, columns: int = 3, scale: int = 
     the 95 % confidence region; red: final ROI (semi-transparent); caption: slice
     mean kPa, or "no ROI". A footer states the legend and that this is research use.
     """
-    by_sop = _elastograms_by_sop(result)
-    pairs = [(by_sop[s.sop_uid], s) for s in result.slices if s.sop_uid in by_sop]
-    if not pairs:
+    tiles = overlay_tiles(result)
+    if not tiles:
         raise ValueError(f"study {result.study_uid}: no slices to draw")
-    h, w = pairs[0][0].shape[0] * scale, pairs[0][0].shape[1] * scale
-    cols, cap, foot = min(columns, len(pairs)), 22, 40
-    rows = math.ceil(len(pairs) / cols)
+    h, w = tiles[0][0].shape[0] * scale, tiles[0][0].shape[1] * scale
+    cols, cap, foot = min(columns, len(tiles)), 22, 40
+    rows = math.ceil(len(tiles) / cols)
     canvas = Image.new("RGB", (cols * w, rows * (h + cap) + foot), "black")
     draw, font = ImageDraw.Draw(canvas), ImageFont.load_default(size=14)
-    for i, (e, s) in enumerate(pairs):
+    for i, (rgb, caption) in enumerate(tiles):
         x, y = (i % cols) * w, (i // cols) * (h + cap)
-        tile = Image.fromarray(_tile(e, s)).resize((e.shape[1] * scale, e.shape[0] * scale), Image.NEAREST)
+        tile = Image.fromarray(rgb).resize((rgb.shape[1] * scale, rgb.shape[0] * scale), Image.NEAREST)
         canvas.paste(tile, (x, y + cap))
-        draw.text((x + 4, y + 3), _caption(s), fill="white", font=font)
+        draw.text((x + 4, y + 3), caption, fill="white", font=font)
     draw.text((4, canvas.height - foot + 3), _footer(result), fill="white", font=font)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

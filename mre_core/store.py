@@ -7,7 +7,8 @@ PostgreSQL (any SQLAlchemy URL). Tables:
     one row per (study UID, series UID): patient, date, manufacturer, the source SOP UIDs.
 ``revisions``
     one row per save: revision number (1, 2, …, never reused), kind (``auto`` = the model's
-    result as is, ``review`` = after reviewer edits), the study value, stage, QC flags,
+    result as is, ``review`` = after reviewer edits, ``signed_off`` = reviewed and signed off
+    by a named reviewer), the study value, stage, QC flags,
     manual measurement, comment, reviewer, model name + SHA-256, device, the settings used
     (JSON) and the review edits (JSON).
 ``slices``
@@ -15,6 +16,8 @@ PostgreSQL (any SQLAlchemy URL). Tables:
     (packed bits, zlib-compressed) so a saved review can be shown and audited later.
 ``audit``
     append-only log of who did what (placeholder for when logins exist).
+``inbox_instances``, ``inbox_studies``, ``forwards``
+    DICOM received by the listener / watch folder and objects to send back (see :mod:`mre_core.inbox`).
 ``schema_version``
     the schema's version; :data:`MIGRATIONS` upgrades older files forward on open.
 
@@ -46,7 +49,7 @@ from sqlalchemy.exc import IntegrityError
 from mre_core.config import Settings
 from mre_core.pipeline import StudyResult
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 _metadata = sa.MetaData()
 
 schema_version = sa.Table(
@@ -142,8 +145,19 @@ def _migrate_to_2(conn: Connection) -> None:
     conn.exec_driver_sql("CREATE INDEX IF NOT EXISTS ix_revisions_study ON revisions (study_id, revision)")
 
 
+def _migrate_to_3(conn: Connection) -> None:
+    """Version 3: the inbox of received DICOM instances, its study queue and the forwarding queue."""
+    from mre_core.inbox import create_tables  # the inbox tables live with the code that uses them
+
+    create_tables(conn)
+
+
 #: ``MIGRATIONS[v]`` brings a version ``v - 1`` schema to version ``v``. Append, never edit.
-MIGRATIONS: dict[int, Callable[[Connection], None]] = {1: _migrate_to_1, 2: _migrate_to_2}
+MIGRATIONS: dict[int, Callable[[Connection], None]] = {1: _migrate_to_1, 2: _migrate_to_2, 3: _migrate_to_3}
+
+
+#: Revision kinds, in the order a study usually goes through them.
+KINDS = ("auto", "review", "signed_off")
 
 
 class StoreError(RuntimeError):
@@ -230,7 +244,7 @@ class Store:
 
     >>> s = Store("sqlite://")
     >>> s.version()
-    2
+    3
     """
 
     def __init__(self, url: str, schema: int = SCHEMA_VERSION) -> None:
@@ -248,7 +262,7 @@ class Store:
         return sa.engine.make_url(self.url).render_as_string(hide_password=True)
 
     @contextlib.contextmanager
-    def _writer(self) -> Iterator[Connection]:
+    def writer(self) -> Iterator[Connection]:
         """A connection inside a write transaction (committed on success, rolled back on error)."""
         with self.engine.connect() as conn:
             conn.execution_options(write=True)
@@ -261,7 +275,7 @@ class Store:
             return _current_version(conn)
 
     def _upgrade(self, target: int = SCHEMA_VERSION) -> None:
-        with self._writer() as conn:
+        with self.writer() as conn:
             _metadata.create_all(conn, tables=[schema_version])
             current = _current_version(conn)
             if current > SCHEMA_VERSION:
@@ -282,9 +296,13 @@ class Store:
         One transaction: the study row (created on first save), the revision and its slices,
         and an audit entry. Nothing earlier is modified.
         """
+        if kind not in KINDS:
+            raise ValueError(f"revision kind must be one of {KINDS}, got {kind!r}")
+        if kind == "signed_off" and not reviewer.strip():
+            raise ValueError("signing off needs the reviewer's name")
         for attempt in range(retries):
             try:
-                with self._writer() as conn:
+                with self.writer() as conn:
                     return self._save(conn, result, kind, reviewer, comment, manual_kpa, edits or {}, dataset)
             except IntegrityError:  # another session took this revision number first: take the next
                 if attempt == retries - 1:
@@ -333,6 +351,11 @@ class Store:
             created_utc=_now(),
         )).inserted_primary_key[0])
 
+    def log_event(self, action: str, detail: str, user: str = "") -> None:
+        """Append one entry to the audit log (e.g. ``intake:rejected`` with the file and reason)."""
+        with self.writer() as conn:
+            conn.execute(audit.insert().values(at_utc=_now(), user=user, action=action[:32], detail=detail))
+
     # ------------------------------------------------------------------ reads
     def history(self, study_uid: str, series_uid: str | None = None) -> pd.DataFrame:
         """Every revision of a study, oldest first (one row each, no slices)."""
@@ -368,6 +391,18 @@ class Store:
             edits=json.loads(row["edits_json"] or "{}"), settings=json.loads(row["settings_json"]),
             slices=table, rois=rois,
         )
+
+    def latest_slices(self, study_uid: str, series_uid: str) -> tuple[int | None, str, frozenset[str]]:
+        """The latest revision's number, kind and slice SOP UIDs (``(None, "", ∅)`` if never saved)."""
+        q = (sa.select(revisions.c.id, revisions.c.revision, revisions.c.kind).join_from(revisions, studies)
+             .where((studies.c.study_uid == study_uid) & (studies.c.series_uid == series_uid))
+             .order_by(revisions.c.revision.desc()).limit(1))
+        with self.engine.connect() as conn:
+            row = conn.execute(q).first()
+            if row is None:
+                return None, "", frozenset()
+            sops = conn.execute(sa.select(slices.c.sop_uid).where(slices.c.revision_id == row[0])).scalars().all()
+        return int(row[1]), str(row[2]), frozenset(sops)
 
     def latest_table(self, dataset: str | None = None) -> pd.DataFrame:
         """The latest revision of every study, one row each (the cohort page's input)."""
@@ -420,5 +455,5 @@ def open_store(settings: Settings) -> Store:
     return Store(settings.db_url)
 
 
-__all__: Sequence[str] = ("MIGRATIONS", "SCHEMA_VERSION", "SavedRevision", "Store", "StoreError", "open_store",
+__all__: Sequence[str] = ("KINDS", "MIGRATIONS", "SCHEMA_VERSION", "SavedRevision", "Store", "StoreError", "open_store",
                           "pack_mask", "unpack_mask")

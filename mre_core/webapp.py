@@ -95,6 +95,13 @@ def get_store(settings: Settings) -> Any:
     return _cached_store(settings.db_url)
 
 
+def get_inbox(settings: Settings) -> Any:
+    """The DICOM inbox (listener / watch folder) that shares the results store; raises StoreError."""
+    from mre_core.inbox import Inbox
+
+    return Inbox(get_store(settings), settings.inbox_dir)
+
+
 @st.cache_resource(show_spinner=False)
 def demo_root() -> str:
     """A folder for demo studies and cohorts, kept while the server runs."""

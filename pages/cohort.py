@@ -83,7 +83,7 @@ if manual_file is not None:
 
 # ----------------------------------------------------------------------------- filters
 with st.container(border=True):
-    f = st.columns([2, 2, 2, 1.4, 2])
+    f = st.columns([2, 2, 2, 1.4, 2, 2])
     datasets = sorted(x for x in frame["dataset"].unique())
     pick_ds = f[0].multiselect("Dataset", datasets, key="co_ds", format_func=lambda x: x or "(uploaded)")
     pick_mf = f[1].multiselect("Manufacturer", sorted(frame["manufacturer"].unique()), key="co_mf")
@@ -94,7 +94,13 @@ with st.container(border=True):
     if not days.empty and days.min() < days.max():
         dates = f[4].date_input("Study date", (days.min().date(), days.max().date()), key="co_dates")
         dates = tuple(dates) if isinstance(dates, (tuple, list)) and len(dates) == 2 else None
-shown = cd.apply_filters(frame, datasets=pick_ds, manufacturers=pick_mf, stages=pick_st, qc=qc, dates=dates)
+    review_options = {"no_unreviewed_inbox": "Reviewed + uploaded (no unreviewed inbox results)",
+                      "signed_off": "Signed off only", "all": "All, including unreviewed inbox results"}
+    review = f[5].selectbox("Review status", list(review_options), format_func=review_options.get, key="co_review",
+                            help="Studies that arrived by DICOM are listed once a reader has reviewed or signed "
+                                 "them off, unless you choose otherwise")
+shown = cd.apply_filters(frame, datasets=pick_ds, manufacturers=pick_mf, stages=pick_st, qc=qc, dates=dates,
+                         review=review)
 st.caption(f"{len(shown)} of {len(frame)} saved studies · staging table: {table.title}")
 
 stats = cd.cohort_stats(shown, table)
@@ -138,7 +144,7 @@ st.markdown("#### Studies")
 links = shown.assign(open=[f"./?{urlencode({'study_uid': s, 'series_uid': r})}"
                            for s, r in zip(shown["study_uid"], shown["series_uid"])])
 cols = ["open", "patient_id", "study_date", "manufacturer", "dataset", "stiffness_kpa", "manual_kpa", "stage",
-        "significant_fibrosis", "qc_status", "qc_flags", "revision", "kind", "reviewer", "comment", "model_name"]
+        "significant_fibrosis", "qc_status", "qc_flags", "revision", "review_status", "reviewer", "comment", "model_name"]
 st.dataframe(links[cols], hide_index=True, width="stretch", column_config={
     "open": st.column_config.LinkColumn("Review", display_text="open", help="Open the saved study on Review"),
     "stiffness_kpa": st.column_config.NumberColumn("auto kPa", format="%.2f"),

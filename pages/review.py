@@ -22,7 +22,16 @@ from mre_core.review import (
     skipped_summary,
 )
 from mre_core.store import StoreError
-from mre_core.webapp import current_settings, demo_root, get_model, get_store, inference_lock, model_missing_message
+from mre_core.webapp import (
+    current_settings,
+    demo_root,
+    get_inbox,
+    get_model,
+    get_store,
+    inference_lock,
+    model_missing_message,
+)
+from mre_core.worklist import worklist
 
 settings = current_settings()
 state = st.session_state
@@ -81,6 +90,44 @@ if not settings.weights_path.is_file():
     st.warning(model_missing_message(FileNotFoundError(f"{settings.weights_path} does not exist."), settings),
                icon=":material/warning:")
 
+# ----------------------------------------------------------------------------- worklist (DICOM inbox)
+def show_worklist() -> None:
+    """Studies sent by the scanner/PACS (listener) or exported to the watch folder."""
+    try:
+        inbox = get_inbox(settings)
+        wl = worklist(inbox)
+    except (StoreError, OSError) as exc:
+        st.error(f"The worklist cannot be read: {exc}")
+        return
+    if wl.empty:
+        st.caption("No study has arrived by DICOM yet. Start the listener (`python -m mre_core listen --port 11112 "
+                   "--ae-title MRE_REVIEW`) or a watch folder (`python -m mre_core watch DIR`); see the README.")
+        return
+    awaiting = int((wl["status"] == "auto, awaiting review").sum())
+    st.caption(f"{len(wl)} studies received · {awaiting} awaiting review. Select a row, then open it.")
+    shown = wl[["patient_id", "patient_name", "study_date", "received", "status", "stiffness_kpa", "stage",
+                "reviewer", "forwarded", "detail"]]
+    picked = st.dataframe(shown, hide_index=True, width="stretch", on_select="rerun", selection_mode="single-row",
+                          key="wl_table", column_config={"stiffness_kpa": st.column_config.NumberColumn(
+                              "stiffness (kPa)", format="%.2f")})
+    rows = picked.selection.rows if picked is not None else []
+    if not rows:
+        return
+    row = wl.iloc[rows[0]]
+    c1, c2, _ = st.columns([1, 1, 2])
+    if c1.button(f"Open {row['patient_id']} for review", type="primary", icon=":material/open_in_new:",
+                 disabled=not row["series_uid"], key="wl_open"):
+        state["rv_request"] = ("inbox", row["study_uid"])
+    if c2.button("Analyse again", icon=":material/refresh:", key="wl_retry",
+                 help="Put the study back in the queue (e.g. after a failure); the listener's worker analyses it"):
+        st.toast("Queued again." if inbox.requeue(row["study_uid"]) else "The study is still being received or "
+                 "analysed.")
+
+
+with st.expander("Worklist — studies received from the scanner / PACS", icon=":material/inbox:",
+                 expanded="rv_request" not in state):
+    show_worklist()
+
 # ----------------------------------------------------------------------------- input
 c_files, c_folder, c_demo = st.columns([3, 3, 2])
 files = c_files.file_uploader("DICOM files or a .zip (files without extension are fine)", accept_multiple_files=True,
@@ -116,6 +163,8 @@ if state.get("rv_key") != analysis_key:
         st.stop()
     if request[0] == "demo":
         sources = [demo_study(Path(demo_root()), seed=request[1])]
+    elif request[0] == "inbox":
+        sources = get_inbox(settings).files(request[1])
     else:
         sources = sources_from(uploads)
     bar = st.progress(0.0, "Reading files…")
@@ -331,18 +380,40 @@ with save_col:
             st.error(f"Not saved: {type(exc).__name__}: {exc}")
     elif skey in state["rv_saved"]:
         st.caption(f"Last saved in this session: revision {state['rv_saved'][skey]}.")
+    if st.button("Sign off", icon=":material/verified:", disabled=store is None or not edits.reviewer.strip(),
+                 help="Save this review as signed off by the reviewer named above (enter your name first)"):
+        try:
+            number = store.save(reviewed, kind="signed_off", reviewer=edits.reviewer, comment=edits.comment,
+                                manual_kpa=edits.manual_kpa, edits=edits.to_json())
+            state["rv_saved"][skey] = number
+            state.setdefault("rv_signed", {})[skey] = edits.reviewer
+            st.success(f"Signed off by {edits.reviewer} as revision {number}.", icon=":material/verified:")
+        except Exception as exc:  # noqa: BLE001 - the reader must see why nothing was saved
+            st.error(f"Not signed off: {type(exc).__name__}: {exc}")
 with dl_col:
     stem = exports.file_stem(reviewed)
-    d = st.columns(4)
+    signed_by = state.get("rv_signed", {}).get(skey)
+    status = (f"signed off by {signed_by}" if signed_by else
+              "reviewed, not signed off" if (edits.changes_roi or edits.manual_kpa is not None or edits.comment)
+              else "automatic result, not reviewed")
+    d = st.columns(3)
     d[0].download_button("Study CSV", exports.study_csv(reviewed, edits, state["rv_saved"].get(skey)),
                          f"{stem}_study.csv", "text/csv", icon=":material/download:", key="dl_study", on_click="ignore")
     d[1].download_button("Slices CSV", exports.slices_csv(reviewed), f"{stem}_slices.csv", "text/csv",
                          icon=":material/download:", key="dl_slices", on_click="ignore")
+    d[2].download_button("PDF report", lambda: exports.pdf_bytes(reviewed, edits, status), f"{stem}_report.pdf",
+                         "application/pdf", icon=":material/picture_as_pdf:", key="dl_pdf", on_click="ignore",
+                         help=f"One page: images, per-slice table, stiffness, stage with cut-offs, QC; {status}")
+    d = st.columns(3)
     try:
-        seg = exports.seg_bytes(reviewed)
-        d[2].download_button("DICOM SEG", seg, f"{stem}_roi_seg.dcm", "application/dicom",
+        seg, sr = exports.seg_and_sr_bytes(reviewed, verifying_observer=signed_by)
+        d[0].download_button("DICOM SEG", seg, f"{stem}_roi_seg.dcm", "application/dicom",
                              icon=":material/download:", key="dl_seg", on_click="ignore")
+        d[1].download_button("DICOM SR", sr, f"{stem}_sr.dcm", "application/dicom", icon=":material/download:",
+                             key="dl_sr", on_click="ignore",
+                             help="TID 1500 measurement report referencing this SEG and the source images"
+                                  + ("; VERIFIED" if signed_by else "; UNVERIFIED until signed off"))
     except Exception as exc:  # noqa: BLE001 - shown, the rest of the page still works
-        d[2].error(f"DICOM SEG unavailable: {exc}")
-    d[3].download_button("Overlay PNG", lambda: exports.overlay_png_bytes(reviewed), f"{stem}_overlay.png",
+        d[0].error(f"DICOM SEG/SR unavailable: {exc}")
+    d[2].download_button("Overlay PNG", lambda: exports.overlay_png_bytes(reviewed), f"{stem}_overlay.png",
                          "image/png", icon=":material/download:", key="dl_png", on_click="ignore")

@@ -20,6 +20,7 @@ def frame(n: int = 8) -> pd.DataFrame:
         "manufacturer": ["SIEMENS", "GE"] * (n // 2), "dataset": ["demo cohort"] * n,
         "stiffness_kpa": auto, "manual_kpa": auto + np.r_[0.3, -0.2] .repeat(n // 2)[:n],
         "stage": ["F0"] * n, "qc_flags": ["", "few_slices"] * (n // 2),
+        "kind": ["auto", "auto", "review", "signed_off"] * (n // 4),
     }))
 
 
@@ -42,6 +43,16 @@ def test_filters() -> None:
     assert len(cd.apply_filters(f, manufacturers=["GE"])) == 4
     assert len(cd.apply_filters(f, qc="flagged")) == 4
     assert len(cd.apply_filters(f, dates=(pd.Timestamp("2024-02-01"), pd.Timestamp("2024-12-31")))) == 4
+
+
+def test_review_filter_keeps_unreviewed_inbox_results_out_unless_asked() -> None:
+    f = frame()
+    f.loc[f.index[:2], "dataset"] = "pacs"  # two automatic results from the DICOM listener, nobody reviewed them
+    assert len(cd.apply_filters(f)) == 8
+    assert sorted(cd.apply_filters(f, review="no_unreviewed_inbox")["patient_id"]) == [f"P{i}" for i in range(2, 8)]
+    assert sorted(cd.apply_filters(f, review="signed_off")["patient_id"]) == ["P3", "P7"]
+    assert f["review_status"].tolist()[:4] == ["auto, awaiting review", "auto, awaiting review",
+                                               "reviewed, not signed off", "signed off"]
 
 
 def test_stats_use_the_library_and_feed_the_figures() -> None:

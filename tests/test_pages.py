@@ -42,6 +42,7 @@ def env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, weights_dir: Path) -> s
     monkeypatch.setenv("MRE_MODEL_NAME", TEST_MODEL)
     monkeypatch.setenv("MRE_DB_URL", url)
     monkeypatch.setenv("MRE_DEVICE", "cpu")
+    monkeypatch.setenv("MRE_INBOX_DIR", str(tmp_path / "inbox"))
     return url
 
 
@@ -83,7 +84,8 @@ def test_upload_phantom_shows_stage_and_kpa_then_saves_revisions(env: str, phant
     assert _metric(at, "Fibrosis stage") == f"Stage: {expected.stage.stage.label}"
     assert _metric(at, "Significant fibrosis").startswith("Yes" if expected.stage.significant_fibrosis else "No")
     assert any("Model" in m.value and TEST_MODEL in m.value for m in at.markdown)
-    assert [d.label for d in at.get("download_button")] == ["Study CSV", "Slices CSV", "DICOM SEG", "Overlay PNG"]
+    assert [d.label for d in at.get("download_button")] == ["Study CSV", "Slices CSV", "PDF report", "DICOM SEG",
+                                                             "DICOM SR", "Overlay PNG"]
 
     store = Store(env)
     assert store.history(expected.study_uid).empty  # nothing is saved without the user saying so
@@ -220,3 +222,49 @@ def test_link_from_the_cohort_opens_the_saved_study_on_review(env: str) -> None:
     assert any("revision 2" in h.value for h in at.subheader)
     assert _metric(at, "Manual measurement") == "3.00 kPa"
     assert any("second look" in m.value for m in at.markdown)
+
+
+def test_worklist_study_from_the_listener_is_opened_signed_off_and_joins_the_cohort(
+        env: str, phantom: Path, weights_dir: Path, tmp_path: Path) -> None:
+    import os
+    import time
+
+    import pydicom
+
+    from mre_core.inbox import Inbox, InstanceKeys
+    from mre_core.intake import IntakeConfig, Worker
+    from mre_core.model import load_model
+
+    # a study arrives through the DICOM inbox and the listener's worker analyses it
+    settings = Settings.from_env()
+    inbox = Inbox(Store(env), Path(os.environ["MRE_INBOX_DIR"]))
+    for f in sorted(p for p in phantom.rglob("*") if p.is_file()):
+        keys = InstanceKeys.from_dataset(pydicom.dcmread(f, stop_before_pixels=True))
+        inbox.add(keys, f.read_bytes(), "SCANNER@127.0.0.1", now=time.time() - 60)
+    model = load_model(weights_dir, TEST_MODEL, "cpu")
+    Worker(inbox, settings, IntakeConfig(quiet_s=1.0, write_pdf=False), model).step()
+    expected = _expected(phantom, weights_dir)
+
+    at = _app()
+    assert any("1 studies received · 1 awaiting review" in c.value for c in at.caption)
+    table = at.dataframe[0].value
+    assert table["status"].tolist() == ["auto, awaiting review"] and table["stage"].iloc[0] == \
+        expected.stage.stage.label
+    at.session_state["rv_request"] = ("inbox", expected.study_uid)  # what "Open for review" does
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert _metric(at, "Liver stiffness") == f"{expected.stiffness_kpa:.2f} kPa"
+    sign = next(b for b in at.button if b.label == "Sign off")
+    assert sign.disabled  # no reviewer name yet
+    at.text_input(key=f"who|{expected.study_uid}|{expected.series_uid}").input("Dr Reader")
+    at.run()
+    next(b for b in at.button if b.label == "Sign off").click()
+    at.run()
+    assert any("Signed off by Dr Reader" in s.value for s in at.success)
+    assert list(Store(env).history(expected.study_uid)["kind"]) == ["auto", "signed_off"]
+
+    cohort = AppTest.from_file(APP, default_timeout=120)
+    cohort.switch_page("pages/cohort.py").run()
+    assert any("1 of 1 saved studies" in c.value for c in cohort.caption)
+    cohort.selectbox(key="co_review").set_value("signed_off").run()
+    assert any("1 of 1 saved studies" in c.value for c in cohort.caption)
