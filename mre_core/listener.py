@@ -199,6 +199,7 @@ def _wait_for_signal() -> None:
 
 def _logging() -> None:
     logging.getLogger("mre_core").setLevel(logging.INFO)
+    logging.getLogger("mre_core.dicom_io").setLevel(logging.WARNING)  # one line per study, not per skipped file
     if not logging.getLogger().handlers:
         logging.basicConfig(format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger().handlers[0].setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
