@@ -37,14 +37,27 @@ def predict_probabilities(model: LoadedModel, elastograms: list[Elastogram] | tu
     return [to_native_grid(p, e.shape) for p, e in zip(prob, elastograms)]
 
 
-def drop_specks(mask: np.ndarray, min_area_px: int) -> np.ndarray:
-    """Remove 8-connected components smaller than ``min_area_px`` pixels (bool [H, W] → bool [H, W])."""
-    if min_area_px <= 1 or not mask.any():
+def keep_largest_pieces(mask: np.ndarray, min_area_px: int, max_pieces: int | None = None) -> np.ndarray:
+    """Keep the ``max_pieces`` largest 8-connected pieces of at least ``min_area_px`` pixels (all when None).
+
+    >>> m = np.zeros((6, 9), bool); m[0:2, 0:2] = True; m[0:3, 4:7] = True; m[5, 8] = True
+    >>> int(keep_largest_pieces(m, 2).sum()), int(keep_largest_pieces(m, 1, max_pieces=1).sum())
+    (13, 9)
+    """
+    if not mask.any() or (min_area_px <= 1 and max_pieces is None):
         return mask.copy()
     n, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
+    areas = stats[1:, cv2.CC_STAT_AREA]
     keep = np.zeros(n, dtype=bool)
-    keep[1:] = stats[1:, cv2.CC_STAT_AREA] >= min_area_px
+    keep[1:] = areas >= min_area_px
+    if max_pieces is not None:
+        keep[1 + np.argsort(-areas, kind="stable")[max_pieces:]] = False
     return keep[labels]
+
+
+def drop_specks(mask: np.ndarray, min_area_px: int) -> np.ndarray:
+    """Remove 8-connected components smaller than ``min_area_px`` pixels (bool [H, W] → bool [H, W])."""
+    return keep_largest_pieces(mask, min_area_px)
 
 
 def min_area_px(min_area_mm2: float, pixel_spacing_mm: tuple[float, float]) -> int:

@@ -14,6 +14,7 @@ import pandas as pd
 import pydicom
 import pytest
 
+from mre_core.sr import read_sr_summary
 from tests import dicom_factory as fx
 
 REPO = Path(__file__).resolve().parent.parent
@@ -55,7 +56,7 @@ def test_analyze_a_folder_of_good_and_bad_files(tmp_path, phantom_studies, all_l
     expected_reasons = _bad_files(inbox / "bad")
     out = tmp_path / "out"
     proc = _run("analyze", str(inbox), "--out", str(out), "--weights-dir", str(all_liver_weights),
-                "--model", "all_liver", "--device", "cpu", env={"MRE_MAX_FILE_MB": "2"})
+                "--model", "all_liver", "--device", "cpu", "--pdf", env={"MRE_MAX_FILE_MB": "2"})
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "Traceback" not in proc.stderr
 
@@ -90,6 +91,13 @@ def test_analyze_a_folder_of_good_and_bad_files(tmp_path, phantom_studies, all_l
         assert seg.Modality == "SEG"
         referenced = {r.ReferencedSOPInstanceUID for s in seg.ReferencedSeriesSequence for r in s.ReferencedInstanceSequence}
         assert referenced == set(slices.loc[slices["series_uid"] == series_uid, "sop_uid"])
+        summary = read_sr_summary(out / "sr" / f"{series_uid}.dcm")  # the SR references this SEG
+        assert summary["seg_sop_uid"] == seg.SOPInstanceUID
+        row = studies.set_index("series_uid").loc[series_uid]
+        assert summary["stiffness_kpa"] == pytest.approx(row["stiffness_kpa"], abs=1e-3)
+        assert summary["stage"] == row["stage"]
+    pdfs = sorted((out / "pdf").glob("*.pdf"))  # --pdf: one report per study
+    assert len(pdfs) == len(studies) and all(p.read_bytes().startswith(b"%PDF") for p in pdfs)
 
 
 def test_only_bad_files_exit_non_zero_with_reasons(tmp_path, all_liver_weights):
