@@ -78,6 +78,19 @@ def segmentation_summary(slices: pd.DataFrame, seed: int = 0) -> dict:
     return summary
 
 
+def paired_dice_difference(main: pd.DataFrame, base: pd.DataFrame, seed: int = 0) -> dict:
+    """Mean per-slice Dice of ``main`` minus ``base`` on the same slices, with a patient-bootstrap 95 % CI.
+
+    ``main``/``base`` are ``<split>_slices.csv`` tables of two models on the same cohort.
+    """
+    m = main.merge(base, on=["patient_id", "sop_uid"], suffixes=("_main", "_base"))
+    m["diff"] = m["dice_main"] - m["dice_base"]
+    per_patient = m.groupby("patient_id")["diff"].agg(["sum", "count"]).to_numpy()
+    lo, hi = bootstrap_ci(per_patient, lambda p: p[:, 0].sum() / p[:, 1].sum(), n_boot=2000, seed=seed)
+    return {"n_slices": int(len(m)), "mean": float(m["diff"].mean()), "ci_low": lo, "ci_high": hi,
+            "main_better_fraction": float((m["diff"] > 0).mean()), "base_better_fraction": float((m["diff"] < 0).mean())}
+
+
 def stiffness_summary(patients: pd.DataFrame, table: StagingTable) -> dict:
     rep = agreement(patients["auto_kpa"].to_numpy(), patients["manual_kpa"].to_numpy(), table)
     d = asdict(rep)
@@ -101,7 +114,9 @@ def evaluate(data_dir: Path, settings: Settings, splits: tuple[str, ...] = ("tra
              max_patients: int = 0, model: LoadedModel | None = None, show_progress: bool = True) -> dict:
     """Metrics per split for the model named in ``settings``; also returns the per-patient/slice tables."""
     model = model or load_model(settings.weights_dir, settings.model_name, settings.device)
-    out: dict = {"model": model.version, "arch": model.config.arch, "device": str(model.device), "splits": {}}
+    out: dict = {"model": model.version, "arch": model.config.arch, "device": str(model.device), "splits": {},
+                 "postprocess": {"threshold": settings.mask_threshold or model.config.threshold,
+                                 "min_component_area_mm2": settings.min_component_area_mm2}}
     for split in splits:
         records = cohort_records(data_dir, split)
         if max_patients:

@@ -125,8 +125,17 @@ def plots(patients: pd.DataFrame, out_dir: Path, label: str) -> list[Path]:
     return [corr, ba]
 
 
+def _postprocess_line(metrics: dict[str, Any]) -> str:
+    pp = metrics.get("postprocess")
+    if not pp:
+        return "ROI post-processing settings were not recorded by this evaluation run."
+    return (f"ROI = model probability > {pp['threshold']:g} ∩ 95 % confidence region, pieces smaller than "
+            f"{pp['min_component_area_mm2']:g} mm² removed. The piece size was chosen on a separate 60-patient "
+            "tuning cohort (seed 777, `tools/tune_roi_rules.py`), never on this test split (see `Settings`).")
+
+
 def render(main_dir: Path, baseline_dir: Path | None, weights_json: Path, card_path: Path, results_path: Path,
-           figures_dir: Path) -> None:
+           figures_dir: Path, baseline_weights_json: Path | None = None) -> None:
     """Write MODEL_CARD.md and RESULTS.md from evaluation folders."""
     main = json.loads(next(main_dir.glob("metrics_*.json")).read_text())
     base = json.loads(next(baseline_dir.glob("metrics_*.json")).read_text()) if baseline_dir else None
@@ -143,11 +152,26 @@ def render(main_dir: Path, baseline_dir: Path | None, weights_json: Path, card_p
              "91 train / 228 test), `python -m mre_core train` (record below), then `python -m mre_core evaluate` "
              f"on the held-out test split, on `{main['device']}`. Segmentation metrics are pixel-wise per slice against "
              "the phantom's expert ROI, averaged over slices; 95 % CIs are percentile bootstraps over patients (1000 "
-             "resamples). F1 equals Dice for binary masks.", "",
+             "resamples). F1 equals Dice for binary masks.", "", _postprocess_line(main), "",
              "## Segmentation (test split; the paper's Table 4 beside it)", "", *seg_head, *segmentation_rows(main), ""]
     if base:
+        from mre_core.evaluate import paired_dice_difference
+
+        paired = paired_dice_difference(pd.read_csv(main_dir / "test_slices.csv"),
+                                        pd.read_csv(baseline_dir / "test_slices.csv"))
         lines += [f"### Baseline: {base['model']} ({base['arch']})", "", *seg_head, *segmentation_rows(base), "",
-                  f"Paper's plain U-Net: Dice {PAPER['plain_dice']:.2f} %.", ""]
+                  f"Paired on the same {paired['n_slices']} test slices: Dice of {main['arch']} minus {base['arch']} = "
+                  f"{100 * paired['mean']:+.2f} points (95 % CI {100 * paired['ci_low']:+.2f} to "
+                  f"{100 * paired['ci_high']:+.2f}, patient bootstrap); {main['arch']} is better on "
+                  f"{100 * paired['main_better_fraction']:.0f} % of slices, worse on "
+                  f"{100 * paired['base_better_fraction']:.0f} %. "
+                  f"Paper: {PAPER['dice']:.2f} vs plain U-Net {PAPER['plain_dice']:.2f} % "
+                  f"({PAPER['dice'] - PAPER['plain_dice']:+.2f} points).", ""]
+        if baseline_weights_json and baseline_weights_json.is_file():
+            bt = json.loads(baseline_weights_json.read_text()).get("card", {}).get("training", {})
+            lines += [f"Baseline training (same cohort, split, seed and recipe as the main model): "
+                      f"{bt.get('train_config', {}).get('epochs', '?')} epochs, best validation Dice {bt.get('best_val_dice', float('nan')):.4f}; "
+                      f"`{json.dumps(bt.get('train_config', {}), sort_keys=True)}`.", ""]
     lines += ["## Automatic vs manual stiffness", "", *st_head, *stiffness_rows(main), ""]
     if base:
         lines += [f"Baseline {base['arch']}:", "", *st_head, *stiffness_rows(base), ""]
@@ -171,6 +195,7 @@ def render(main_dir: Path, baseline_dir: Path | None, weights_json: Path, card_p
             f"input {record['input']['size']}×{record['input']['size']}, channels {record['input']['channels']}, "
             f"window centre {record['input']['window_center_kpa']} / width {record['input']['window_width_kpa']} kPa, "
             f"threshold {record['threshold']}.",
+            f"- **Post-processing**: {_postprocess_line(main)}",
             f"- **Weights**: `{record['name']}.safetensors` (fp16), SHA-256 `{record['sha256']}` (verified on load).",
             "- **Training data**: synthetic phantoms only (`mre_core.phantom`, like-paper cohort, seed 0, the 91-patient "
             "train split with a patient-level validation hold-out). No real patient data.",
@@ -196,11 +221,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--eval", type=Path, required=True, help="evaluate output folder of the shipped model")
     p.add_argument("--baseline-eval", type=Path, help="evaluate output folder of the plain U-Net")
     p.add_argument("--weights-json", type=Path, default=Path("weights/unet_resnext50_32x4d.json"))
+    p.add_argument("--baseline-weights-json", type=Path, help="the plain U-Net's weights JSON (training record)")
     p.add_argument("--card", type=Path, default=Path("weights/MODEL_CARD.md"))
     p.add_argument("--results", type=Path, default=Path("docs/RESULTS.md"))
     p.add_argument("--figures", type=Path, default=Path("docs/figures"))
     a = p.parse_args(argv)
-    render(a.eval, a.baseline_eval, a.weights_json, a.card, a.results, a.figures)
+    render(a.eval, a.baseline_eval, a.weights_json, a.card, a.results, a.figures, a.baseline_weights_json)
     return 0
 
 

@@ -70,7 +70,7 @@ def min_area_px(min_area_mm2: float, pixel_spacing_mm: tuple[float, float]) -> i
 
 
 def final_roi(predicted: np.ndarray, confidence: np.ndarray, kpa: np.ndarray, min_component_px: int) -> np.ndarray:
-    """ROI = predicted liver ∩ confidence region ∩ pixels with a value, specks removed (bool [H, W])."""
+    """ROI = predicted liver ∩ confidence region ∩ pixels with a value, pieces < ``min_component_px`` removed (bool [H, W])."""
     roi = predicted & confidence & np.isfinite(kpa)
     return drop_specks(roi, min_component_px)
 

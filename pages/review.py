@@ -104,7 +104,9 @@ def show_worklist() -> None:
                    "--ae-title MRE_REVIEW`) or a watch folder (`python -m mre_core watch DIR`); see the README.")
         return
     awaiting = int((wl["status"] == "auto, awaiting review").sum())
-    st.caption(f"{len(wl)} studies received · {awaiting} awaiting review. Select a row, then open it.")
+    c_text, c_refresh = st.columns([5, 1])
+    c_text.caption(f"{len(wl)} studies received · {awaiting} awaiting review. Select a row, then open it.")
+    c_refresh.button("Refresh", icon=":material/refresh:", key="wl_refresh", help="Show studies that arrived since")
     shown = wl[["patient_id", "patient_name", "study_date", "received", "status", "stiffness_kpa", "stage",
                 "reviewer", "forwarded", "detail"]]
     picked = st.dataframe(shown, hide_index=True, width="stretch", on_select="rerun", selection_mode="single-row",
