@@ -15,7 +15,7 @@ $(STAMP): requirements.txt
 
 setup: $(STAMP)
 
-## Debian packages: chromium (real-browser test) and dcmtk (storescu/echoscu/dsrdump for the
+## Debian packages: chromium (real-browser test) and dcmtk (storescu/dcmsend/echoscu/dsrdump for the
 ## DICOM listener tests and the README example); skipped when both are already there
 system-deps:
 	@test -x /usr/bin/chromium -a -x /usr/bin/storescu -a -x /usr/bin/dsrdump || { \

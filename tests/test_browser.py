@@ -58,7 +58,8 @@ def _wait_healthy(url: str, proc: subprocess.Popen, timeout_s: float = 90.0) -> 
 def env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     tmp = tmp_path_factory.mktemp("browser")
     shipped = Settings.from_env({})
-    out = {"MRE_DB_URL": f"sqlite:///{tmp / 'results.sqlite'}", "MRE_DEVICE": "cpu"}
+    out = {"MRE_DB_URL": f"sqlite:///{tmp / 'results.sqlite'}", "MRE_DEVICE": "cpu",
+           "MRE_INBOX_DIR": str(tmp / "inbox")}
     if not shipped.weights_path.is_file():
         sys.path.insert(0, str(Path(__file__).parent))
         from app_support import TEST_MODEL, write_everything_liver_weights
@@ -189,3 +190,57 @@ def test_cohort_and_settings_pages_render(server: str, browser) -> None:
     page.get_by_text("Pearson r").first.wait_for(timeout=300_000)
     _shot(page, "cohort.png", 2600)
     page.close()
+
+
+def test_study_sent_by_the_scanner_appears_in_the_worklist_and_is_signed_off(server: str, browser,
+                                                                             env: dict[str, str]) -> None:
+    """Scanner (dcmtk dcmsend) → listener → worklist in the browser → open → sign off."""
+    import shutil
+
+    from mre_core.demo import demo_study
+    from mre_core.inbox import DONE, Inbox
+    from mre_core.intake import IntakeConfig
+    from mre_core.listener import Listener, ListenerConfig
+    from mre_core.store import Store
+
+    dcmsend = shutil.which("dcmsend")
+    if dcmsend is None:
+        pytest.fail("dcmsend is missing: run `make system-deps` (apt-get install dcmtk)")
+    settings = Settings.from_env({k: v for k, v in env.items() if k.startswith("MRE_")})
+    study_dir = demo_study(Path(env["_TMP"]) / "scanner", seed=8)
+    expected = _expected(study_dir, env)
+    inbox = Inbox(Store(env["MRE_DB_URL"]), Path(env["MRE_INBOX_DIR"]))
+    port = _free_port()
+    listener = Listener(inbox, settings, ListenerConfig(port=port, host="127.0.0.1", allow=("SCANNER",)),
+                        IntakeConfig(quiet_s=1.0, poll_s=0.2, write_pdf=False))
+    listener.start()
+    try:
+        # dcmsend proposes each file's own transfer syntax (the phantom mixes uncompressed, RLE and JPEG-LS)
+        sent = subprocess.run([dcmsend, "-aet", "SCANNER", "-aec", "MRE_REVIEW", "--scan-directories", "--recurse",
+                               "127.0.0.1", str(port), str(study_dir)], capture_output=True, text=True, timeout=120)
+        assert sent.returncode == 0, sent.stderr
+        deadline = time.monotonic() + 120
+        while (inbox.status(expected.study_uid) or {}).get("status") != DONE:
+            assert time.monotonic() < deadline, inbox.status(expected.study_uid)
+            time.sleep(0.2)
+    finally:
+        listener.stop()
+
+    page = browser.new_page(viewport={"width": 1500, "height": 1000})
+    page.goto(server, timeout=120_000, wait_until="domcontentloaded")
+    page.get_by_text("awaiting review").first.wait_for(timeout=120_000)
+    grid = page.locator("[data-testid=stDataFrame]").first
+    grid.wait_for()
+    page.wait_for_timeout(1000)
+    _shot(page, "worklist.png", 1200)
+    box = grid.bounding_box()
+    page.mouse.click(box["x"] + 12, box["y"] + 35 + 17)  # the first row's selection box (row markers column)
+    page.get_by_role("button", name=f"Open {expected.patient_id} for review").click(timeout=30_000)
+    page.get_by_text(f"Stage: {expected.stage.stage.label}").first.wait_for(timeout=120_000)
+    page.get_by_text("Saved before").first.wait_for()  # the listener's automatic revision
+    page.get_by_label("Reviewer").fill("Dr Browser")
+    page.get_by_label("Reviewer").press("Tab")
+    page.get_by_role("button", name="Sign off").click()
+    page.get_by_text("Signed off by Dr Browser").first.wait_for(timeout=30_000)
+    page.close()
+    assert list(Store(env["MRE_DB_URL"]).history(expected.study_uid)["kind"]) == ["auto", "signed_off"]
