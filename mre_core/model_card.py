@@ -70,6 +70,17 @@ def stiffness_rows(metrics: dict[str, Any]) -> list[str]:
     return rows
 
 
+def confusion_rows(metrics: dict[str, Any], split: str = "test") -> list[str]:
+    """Stage confusion matrix (rows: manual stage from the expert ROI; columns: automatic stage)."""
+    matrix = metrics["splits"][split]["stiffness"].get("confusion")
+    if not matrix:
+        return []
+    labels = [f"F{i}" for i in range(len(matrix))]
+    rows = ["| manual \\ automatic | " + " | ".join(labels) + " |", "|---" * (len(labels) + 1) + "|"]
+    rows += [f"| {labels[i]} | " + " | ".join(str(int(v)) for v in row) + " |" for i, row in enumerate(matrix)]
+    return rows
+
+
 def baseline_rows(metrics: dict[str, Any]) -> list[str]:
     rows = []
     for split in ("train", "test"):
@@ -175,6 +186,7 @@ def render(main_dir: Path, baseline_dir: Path | None, weights_json: Path, card_p
     lines += ["## Automatic vs manual stiffness", "", *st_head, *stiffness_rows(main), ""]
     if base:
         lines += [f"Baseline {base['arch']}:", "", *st_head, *stiffness_rows(base), ""]
+    lines += ["### Stage agreement (test split, patients)", "", *confusion_rows(main), ""]
     lines += ["## Cohort (the paper's Table 2; paper values in brackets)", "",
               "| split | n | age | male | manual kPa | automatic kPa | ≥F2 manual | ≥F2 automatic |",
               "|---|---|---|---|---|---|---|---|", *baseline_rows(main), "",
