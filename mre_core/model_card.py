@@ -228,17 +228,45 @@ def render(main_dir: Path, baseline_dir: Path | None, weights_json: Path, card_p
     card_path.write_text("\n".join(card) + "\n")
 
 
+def test_metrics_record(metrics: dict[str, Any]) -> dict[str, Any]:
+    """The test-split numbers that go into the weights JSON (``card.test_metrics``), with their provenance."""
+    test = metrics["splits"]["test"]
+    seg, st = test["segmentation"]["overall"], test["stiffness"]
+    return {
+        "source": "python -m mre_core evaluate on the like-paper phantom cohort (seed 0), test split",
+        "model": metrics["model"], "device": metrics["device"], "postprocess": metrics.get("postprocess"),
+        "n_patients": seg["n_patients"], "n_slices": seg["n_slices"],
+        "dice": seg["dice"], "iou": seg["iou"],
+        "pearson_r": {k: st["pearson"][k] for k in ("r", "ci_low", "ci_high")},
+        "icc_a1": st["icc"], "bland_altman": {k: st["bland_altman"][k] for k in ("bias", "loa_low", "loa_high")},
+        "kappa_linear": st["kappa_linear"], "mae_kpa": st["mae_kpa"],
+    }
+
+
+def update_weights_json(weights_json: Path, metrics: dict[str, Any]) -> None:
+    """Write ``card.test_metrics`` into the weights JSON (the SHA-256 covers the .safetensors, not this file)."""
+    record = json.loads(weights_json.read_text())
+    if not metrics["model"].endswith(record["sha256"][:12]):
+        raise ValueError(f"{weights_json} is {record['sha256'][:12]}, the evaluation is of {metrics['model']}")
+    record.setdefault("card", {})["test_metrics"] = test_metrics_record(metrics)
+    weights_json.write_text(json.dumps(record, indent=2) + "\n")
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m mre_core.model_card")
     p.add_argument("--eval", type=Path, required=True, help="evaluate output folder of the shipped model")
     p.add_argument("--baseline-eval", type=Path, help="evaluate output folder of the plain U-Net")
     p.add_argument("--weights-json", type=Path, default=Path("weights/unet_resnext50_32x4d.json"))
     p.add_argument("--baseline-weights-json", type=Path, help="the plain U-Net's weights JSON (training record)")
+    p.add_argument("--update-weights-json", action="store_true",
+                   help="also write the test metrics into the weights JSON (card.test_metrics)")
     p.add_argument("--card", type=Path, default=Path("weights/MODEL_CARD.md"))
     p.add_argument("--results", type=Path, default=Path("docs/RESULTS.md"))
     p.add_argument("--figures", type=Path, default=Path("docs/figures"))
     a = p.parse_args(argv)
     render(a.eval, a.baseline_eval, a.weights_json, a.card, a.results, a.figures, a.baseline_weights_json)
+    if a.update_weights_json:
+        update_weights_json(a.weights_json, json.loads(next(a.eval.glob("metrics_*.json")).read_text()))
     return 0
 
 
