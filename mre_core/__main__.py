@@ -54,10 +54,9 @@ def cmd_analyze(args: argparse.Namespace) -> int:
 
 def _reason_summary(skipped: list) -> str:
     """``": 308 × wave (phase) images, …"`` — the commonest reasons, shortened to their first clause."""
-    from collections import Counter
+    from mre_core.batch import commonest_reasons
 
-    counts = Counter(s.reason.split(":")[0][:70] for s in skipped)
-    return "".join(f"\n  {n:>5} × {reason}" for reason, n in counts.most_common(6))
+    return "".join(f"\n  {n:>5} × {reason}" for reason, n in commonest_reasons(skipped, 6))
 
 
 def cmd_verify(args: argparse.Namespace) -> int:

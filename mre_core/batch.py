@@ -115,6 +115,13 @@ def _write_pdf(r: StudyResult, out_dir: Path, outcome: BatchOutcome) -> None:
         outcome.skipped.append(SkippedFile(str(path), f"PDF report not written: {exc}"))
 
 
+def commonest_reasons(skipped: Sequence[SkippedFile], n: int) -> list[tuple[str, int]]:
+    """The ``n`` commonest reasons files were left out, each shortened to its first clause, with counts."""
+    from collections import Counter
+
+    return Counter(str(s.reason).split(":")[0][:70] for s in skipped).most_common(n)
+
+
 class _NoBar:
     total = 0
     n = 0

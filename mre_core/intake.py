@@ -16,10 +16,10 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from mre_core.batch import commonest_reasons
 from mre_core.config import Settings
 from mre_core.inbox import DONE, FAILED, NOT_ANALYSED, Inbox
 from mre_core.model import LoadedModel, load_model
@@ -81,8 +81,7 @@ class StudyOutcome:
 
 
 def _reasons(skipped: list) -> str:
-    counts = Counter(str(s.reason).split(":")[0][:80] for s in skipped)
-    return "; ".join(f"{n} × {r}" for r, n in counts.most_common(4))
+    return "; ".join(f"{n} × {r}" for r, n in commonest_reasons(skipped, 4))
 
 
 def outbox_dir(inbox: Inbox, config: IntakeConfig) -> Path:

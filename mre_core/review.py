@@ -100,6 +100,11 @@ class ReviewEdits:
         """True when any slice's ROI or inclusion differs from the automatic result."""
         return bool(self.slices or self.roi_override)
 
+    @property
+    def is_reviewed(self) -> bool:
+        """True when the reader changed an ROI, entered a manual value or wrote a comment."""
+        return self.changes_roi or self.manual_kpa is not None or bool(self.comment)
+
     def describe(self) -> list[str]:
         """The edits in words, one line each (for the page and the audit trail)."""
         lines = []

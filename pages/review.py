@@ -347,7 +347,7 @@ with summary_box:
                    icon=":material/warning:")
     else:
         st.success("Quality control: no flags.", icon=":material/check_circle:")
-    if edited or edits.manual_kpa is not None or edits.comment:
+    if edits.is_reviewed:
         st.caption(":pencil2: **Reviewed, not saved yet** — " + ("; ".join(edits.describe()) or "comment only")
                    + f". Automatic value: {fmt(auto.stiffness_kpa, 'kPa')} ({auto.stage.stage.label if auto.stage else '—'}).")
     first = elastograms[0]
@@ -370,7 +370,7 @@ with summary_box:
 # ----------------------------------------------------------------------------- save + downloads
 save_col, dl_col = st.columns([1, 2])
 with save_col:
-    kind = "review" if (edits.changes_roi or edits.manual_kpa is not None or edits.comment) else "auto"
+    kind = "review" if edits.is_reviewed else "auto"
     if st.button("Save to results store", type="primary", icon=":material/save:", disabled=store is None,
                  help="Adds a new revision; earlier revisions are kept"):
         try:
@@ -396,7 +396,7 @@ with dl_col:
     stem = exports.file_stem(reviewed)
     signed_by = state.get("rv_signed", {}).get(skey)
     status = (f"signed off by {signed_by}" if signed_by else
-              "reviewed, not signed off" if (edits.changes_roi or edits.manual_kpa is not None or edits.comment)
+              "reviewed, not signed off" if edits.is_reviewed
               else "automatic result, not reviewed")
     d = st.columns(3)
     d[0].download_button("Study CSV", exports.study_csv(reviewed, edits, state["rv_saved"].get(skey)),
