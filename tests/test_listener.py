@@ -350,3 +350,25 @@ def test_watch_folder_analyses_exported_files_and_reports_the_rest(tmp_path: Pat
     worker.step()
     assert inbox.status(uid)["status"] == DONE
     assert worklist(inbox).iloc[0]["stage"] == truth(study)["manual_stage"]
+
+
+def test_an_instance_without_series_uid_is_refused_with_a_status_and_nothing_is_filed(tmp_path: Path,
+                                                                                     study: Path) -> None:
+    inbox = Inbox(Store(f"sqlite:///{tmp_path / 's.sqlite'}"), tmp_path / "inbox")
+    port = free_port()
+    listener = Listener(inbox, Settings(device="cpu"), ListenerConfig(port=port, host="127.0.0.1"),
+                        IntakeConfig(quiet_s=600))
+    listener.start()
+    try:
+        f = mr_files(study)[0]
+        ds = pydicom.dcmread(f)
+        del ds.SeriesInstanceUID
+        ae = AE(ae_title="SCANNER")
+        ae.add_requested_context(MRImageStorage, str(ds.file_meta.TransferSyntaxUID))
+        assoc = ae.associate("127.0.0.1", port, ae_title="MRE_REVIEW")
+        status = assoc.send_c_store(ds)
+        assoc.release()
+        assert int(status.Status) == 0xC210  # "cannot understand": the sender sees a failure, not a silent drop
+        assert inbox.studies_table().empty and not inbox.root.exists()
+    finally:
+        listener.stop()
