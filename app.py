@@ -10,8 +10,8 @@ from pathlib import Path
 
 import streamlit as st
 
+from mre_core.app.context import banner, base_settings, staging_tables
 from mre_core.config import PROFILES
-from mre_core.webapp import banner, base_settings, staging_tables
 
 HERE = Path(__file__).resolve().parent
 PROFILE_LABELS = {

@@ -1,6 +1,6 @@
 """MRE Liver Review core: DICOM elastograms → liver ROI → stiffness (kPa) → fibrosis stage.
 
-Public API (imported lazily, so ``mre_core.staging`` and ``mre_core.config`` load without torch):
+Public API (imported lazily, so ``mre_core.analysis.staging`` and ``mre_core.config`` load without torch):
 
 * :class:`Settings` — every tunable, from ``MRE_*`` env vars and overrides;
 * :func:`read_inputs` — files / folders / zips → studies + skipped files with reasons;
@@ -19,11 +19,11 @@ __version__ = "0.1.0"
 
 _LAZY = {
     "Settings": "mre_core.config",
-    "read_inputs": "mre_core.dicom_io",
-    "load_model": "mre_core.model",
-    "analyze_study": "mre_core.pipeline",
-    "StudyResult": "mre_core.pipeline",
-    "stage": "mre_core.staging",
+    "read_inputs": "mre_core.io.reader",
+    "load_model": "mre_core.model.network",
+    "analyze_study": "mre_core.analysis.pipeline",
+    "StudyResult": "mre_core.analysis.pipeline",
+    "stage": "mre_core.analysis.staging",
 }
 
 __all__ = sorted(_LAZY)

@@ -11,8 +11,8 @@ import logging
 import sys
 from pathlib import Path
 
+from mre_core.analysis.staging import TABLES
 from mre_core.config import DEVICES, PROFILES, Settings
-from mre_core.staging import TABLES
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -33,9 +33,9 @@ def _model_args(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_analyze(args: argparse.Namespace) -> int:
-    """Analyse files/folders/zips into ``--out``; see :func:`mre_core.batch.analyze_to_folder`."""
-    from mre_core.batch import analyze_to_folder
-    from mre_core.model import WeightsError
+    """Analyse files/folders/zips into ``--out``; see :func:`mre_core.workflow.batch.analyze_to_folder`."""
+    from mre_core.model.network import WeightsError
+    from mre_core.workflow.batch import analyze_to_folder
 
     try:
         settings = _settings(args)
@@ -54,7 +54,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
 
 def _reason_summary(skipped: list) -> str:
     """``": 308 × wave (phase) images, …"`` — the commonest reasons, shortened to their first clause."""
-    from mre_core.batch import commonest_reasons
+    from mre_core.workflow.batch import commonest_reasons
 
     return "".join(f"\n  {n:>5} × {reason}" for reason, n in commonest_reasons(skipped, 6))
 
@@ -63,9 +63,9 @@ def cmd_verify(args: argparse.Namespace) -> int:
     """Load the weights (SHA-256 check) and run one forward pass on a phantom study."""
     import tempfile
 
-    from mre_core.batch import analyze_sources
-    from mre_core.model import WeightsError, load_model
-    from mre_core.phantom import write_demo_study
+    from mre_core.model.network import WeightsError, load_model
+    from mre_core.phantom.cohort import write_demo_study
+    from mre_core.workflow.batch import analyze_sources
 
     settings = _settings(args)
     try:
@@ -102,25 +102,25 @@ def build_parser() -> argparse.ArgumentParser:
     _model_args(p)
     p.set_defaults(func=cmd_analyze)
 
-    from mre_core import phantom
+    from mre_core.phantom import cohort as phantom
 
     p = sub.add_parser("phantom", help="write a synthetic MRE cohort with known truth")
     phantom.configure_parser(p)
     p.set_defaults(func=phantom.run_cli)
 
-    from mre_core import train
+    from mre_core.model import train
 
     p = sub.add_parser("train", help="train the segmentation model on a phantom cohort")
     train.configure_parser(p)
     p.set_defaults(func=train.run_cli)
 
-    from mre_core import evaluate
+    from mre_core.model import evaluate
 
     p = sub.add_parser("evaluate", help="Dice/IoU, stiffness agreement and stage agreement on a phantom cohort")
     evaluate.configure_parser(p)
     p.set_defaults(func=evaluate.run_cli)
 
-    from mre_core import listener
+    from mre_core.workflow import listener
 
     p = sub.add_parser("listen", help="DICOM listener: analyse studies sent from the scanner or PACS")
     listener.configure_listen_parser(p)

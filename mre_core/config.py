@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Mapping
 
-from mre_core.staging import PAPER_TABLE, StagingTable, get_table
+from mre_core.analysis.staging import PAPER_TABLE, StagingTable, get_table
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_WEIGHTS_DIR = REPO_ROOT / "weights"
@@ -60,11 +60,11 @@ class Settings:
     inference_batch:
         Slices per forward pass (all slices of a study usually fit in one).
     staging:
-        The cut-off table used by :func:`mre_core.staging.stage`.
+        The cut-off table used by :func:`mre_core.analysis.staging.stage`.
     db_url:
         SQLAlchemy URL of the results store.
     inbox_dir:
-        Where the DICOM listener and the watch folder file received instances (see :mod:`mre_core.inbox`).
+        Where the DICOM listener and the watch folder file received instances (see :mod:`mre_core.store.inbox`).
     """
 
     device: str = "auto"

@@ -8,12 +8,19 @@ from urllib.parse import urlencode
 
 import streamlit as st
 
-from mre_core import cohort_data as cd
-from mre_core import figures
-from mre_core.demo import DEMO_DATASET, DEMO_PATIENTS, analyze_cohort, demo_cohort
-from mre_core.model import WeightsError
-from mre_core.store import StoreError
-from mre_core.webapp import current_settings, demo_root, get_model, get_store, inference_lock, model_missing_message
+from mre_core.app import cohort_data as cd
+from mre_core.app import figures
+from mre_core.app.context import (
+    current_settings,
+    demo_root,
+    get_model,
+    get_store,
+    inference_lock,
+    model_missing_message,
+)
+from mre_core.app.demo import DEMO_DATASET, DEMO_PATIENTS, analyze_cohort, demo_cohort
+from mre_core.model.network import WeightsError
+from mre_core.store.results import StoreError
 
 settings = current_settings()
 table = settings.staging

@@ -8,10 +8,11 @@ import pandas as pd
 import streamlit as st
 import torch
 
-from mre_core.model import WeightsError
-from mre_core.staging import TABLES
-from mre_core.store import SCHEMA_VERSION, StoreError
-from mre_core.webapp import current_settings, get_model, get_store, model_missing_message
+from mre_core.analysis.staging import TABLES
+from mre_core.app.context import current_settings, get_model, get_store, model_missing_message
+from mre_core.model.network import WeightsError
+from mre_core.store.results import StoreError
+from mre_core.store.schema import SCHEMA_VERSION
 
 settings = current_settings()
 st.title("Model & settings")

@@ -9,20 +9,8 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from mre_core import exports
-from mre_core.demo import demo_study
-from mre_core.figures import elastogram_figure
-from mre_core.model import WeightsError
-from mre_core.review import (
-    MAX_GROW_PX,
-    ReviewableStudy,
-    ReviewEdits,
-    analyze_sources_for_review,
-    apply_edits,
-    skipped_summary,
-)
-from mre_core.store import StoreError
-from mre_core.webapp import (
+from mre_core.app import exports
+from mre_core.app.context import (
     current_settings,
     demo_root,
     get_inbox,
@@ -31,7 +19,19 @@ from mre_core.webapp import (
     inference_lock,
     model_missing_message,
 )
-from mre_core.worklist import worklist
+from mre_core.app.demo import demo_study
+from mre_core.app.figures import elastogram_figure
+from mre_core.app.review_state import (
+    MAX_GROW_PX,
+    ReviewableStudy,
+    ReviewEdits,
+    analyze_sources_for_review,
+    apply_edits,
+    skipped_summary,
+)
+from mre_core.model.network import WeightsError
+from mre_core.store.results import StoreError
+from mre_core.workflow.worklist import worklist
 
 settings = current_settings()
 state = st.session_state

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import torch
 
-from mre_core.model import ModelConfig, build_model, save_weights
-from mre_core.preprocess import InputSpec
+from mre_core.analysis.preprocess import InputSpec
+from mre_core.model.network import ModelConfig, build_model, save_weights
 
 TEST_MODEL = "tiny_unet_test"
 

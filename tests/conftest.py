@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from mre_core.model import ModelConfig, build_model, save_weights
-from mre_core.preprocess import InputSpec
+from mre_core.analysis.preprocess import InputSpec
+from mre_core.model.network import ModelConfig, build_model, save_weights
 
 
 def _save_constant_model(weights_dir: Path, name: str, logit: float) -> Path:
@@ -36,7 +36,7 @@ def all_liver_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def phantom_studies(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """One phantom study per vendor/encoding, written as a scanner would (DICOM folders)."""
-    from mre_core.phantom import write_demo_study
+    from mre_core.phantom.cohort import write_demo_study
 
     root = tmp_path_factory.mktemp("phantom")
     combos = {"siemens_hatch": ("siemens", "cross_hatch"), "siemens_zero": ("siemens", "zero_fill"),

@@ -1,4 +1,4 @@
-"""Hand-built :class:`~mre_core.pipeline.StudyResult` objects with real pydicom headers.
+"""Hand-built :class:`~mre_core.analysis.pipeline.StudyResult` objects with real pydicom headers.
 
 For tests of the report, store and app layers that need a result without running the
 reader or the model. Slices are 204 x 256, 1.5625 mm pixels, axial, 8 mm apart; each
@@ -13,10 +13,10 @@ import numpy as np
 from pydicom.dataset import Dataset
 from pydicom.uid import MRImageStorage, generate_uid
 
+from mre_core.analysis.pipeline import StudyResult, finish_study
+from mre_core.analysis.stiffness import QcFlag, SliceResult, area_cm2, roi_stats
 from mre_core.config import Settings
-from mre_core.elastogram import ConfidenceEncoding, Elastogram, ElastogramSeries, StudyInput, VendorProfile
-from mre_core.pipeline import StudyResult, finish_study
-from mre_core.stiffness import QcFlag, SliceResult, area_cm2, roi_stats
+from mre_core.io.elastogram import ConfidenceEncoding, Elastogram, ElastogramSeries, StudyInput, VendorProfile
 
 ROWS, COLS = 204, 256
 SPACING_MM = (1.5625, 1.5625)

@@ -61,8 +61,7 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     out = {"MRE_DB_URL": f"sqlite:///{tmp / 'results.sqlite'}", "MRE_DEVICE": "cpu",
            "MRE_INBOX_DIR": str(tmp / "inbox")}
     if not shipped.weights_path.is_file():
-        sys.path.insert(0, str(Path(__file__).parent))
-        from app_support import TEST_MODEL, write_everything_liver_weights
+        from tests.app_support import TEST_MODEL, write_everything_liver_weights
 
         write_everything_liver_weights(tmp / "weights")
         out.update(MRE_WEIGHTS_DIR=str(tmp / "weights"), MRE_MODEL_NAME=TEST_MODEL)
@@ -124,14 +123,14 @@ def _shot(page, name: str, height: int = 2200) -> None:
 
 def _expected(study_dir: Path, env: dict[str, str]):
     """The pipeline run directly on the same files with the same model: the page must agree."""
-    from mre_core.batch import analyze_sources
+    from mre_core.workflow.batch import analyze_sources
 
     settings = Settings.from_env({k: v for k, v in env.items() if k.startswith("MRE_")})
     return analyze_sources([study_dir], settings).results[0]
 
 
 def test_upload_review_download(server: str, browser, env: dict[str, str], tmp_path: Path) -> None:
-    from mre_core.demo import demo_study
+    from mre_core.app.demo import demo_study
 
     study_dir = demo_study(Path(env["_TMP"]) / "phantom", seed=3)
     files = sorted(p for p in study_dir.rglob("*") if p.is_file())
@@ -197,11 +196,11 @@ def test_study_sent_by_the_scanner_appears_in_the_worklist_and_is_signed_off(ser
     """Scanner (dcmtk dcmsend) → listener → worklist in the browser → open → sign off."""
     import shutil
 
-    from mre_core.demo import demo_study
-    from mre_core.inbox import DONE, Inbox
-    from mre_core.intake import IntakeConfig
-    from mre_core.listener import Listener, ListenerConfig
-    from mre_core.store import Store
+    from mre_core.app.demo import demo_study
+    from mre_core.store.inbox import DONE, Inbox
+    from mre_core.store.results import Store
+    from mre_core.workflow.listener import Listener, ListenerConfig
+    from mre_core.workflow.worker import IntakeConfig
 
     dcmsend = shutil.which("dcmsend")
     if dcmsend is None:

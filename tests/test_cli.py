@@ -14,7 +14,7 @@ import pandas as pd
 import pydicom
 import pytest
 
-from mre_core.sr import read_sr_summary
+from mre_core.outputs.sr_read import read_sr_summary
 from tests import dicom_factory as fx
 
 REPO = Path(__file__).resolve().parent.parent

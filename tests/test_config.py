@@ -2,8 +2,8 @@ from pathlib import Path
 
 import pytest
 
+from mre_core.analysis.staging import RDES149_TABLE
 from mre_core.config import Settings
-from mre_core.staging import RDES149_TABLE
 
 
 def test_settings_read_mre_env_vars_then_overrides():

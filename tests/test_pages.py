@@ -11,14 +11,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from app_support import TEST_MODEL, study_files, write_everything_liver_weights
-from result_factory import make_result
+from tests.app_support import TEST_MODEL, study_files, write_everything_liver_weights
+from tests.result_factory import make_result
 from streamlit.testing.v1 import AppTest
 
-from mre_core.cohort import pearson
+from mre_core.app.demo import demo_study
 from mre_core.config import Settings
-from mre_core.demo import demo_study
-from mre_core.store import Store
+from mre_core.stats.agreement import pearson
+from mre_core.store.results import Store
 
 APP = str(Path(__file__).resolve().parent.parent / "app.py")
 
@@ -58,7 +58,7 @@ def _metric(at: AppTest, label_start: str) -> str:
 
 
 def _expected(phantom: Path, weights_dir: Path):
-    from mre_core.batch import analyze_sources
+    from mre_core.workflow.batch import analyze_sources
 
     settings = Settings(weights_dir=weights_dir, model_name=TEST_MODEL, device="cpu")
     return analyze_sources([phantom], settings).results[0]
@@ -231,9 +231,9 @@ def test_worklist_study_from_the_listener_is_opened_signed_off_and_joins_the_coh
 
     import pydicom
 
-    from mre_core.inbox import Inbox, InstanceKeys
-    from mre_core.intake import IntakeConfig, Worker
-    from mre_core.model import load_model
+    from mre_core.model.network import load_model
+    from mre_core.store.inbox import Inbox, InstanceKeys
+    from mre_core.workflow.worker import IntakeConfig, Worker
 
     # a study arrives through the DICOM inbox and the listener's worker analyses it
     settings = Settings.from_env()

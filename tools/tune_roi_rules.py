@@ -19,13 +19,12 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from mre_core.cohort import dice
+from mre_core.analysis.pipeline import analyze_study_keeping_probabilities
+from mre_core.analysis.segment import keep_largest_pieces, min_area_px
 from mre_core.config import Settings
-from mre_core.dataset import cohort_records, load_truth, read_patient
-from mre_core.model import load_model
-from mre_core.pipeline import analyze_study_keeping_probabilities
-from mre_core.segment import keep_largest_pieces, min_area_px
-
+from mre_core.model.dataset import cohort_records, load_truth, read_patient
+from mre_core.model.network import load_model
+from mre_core.stats.agreement import dice
 
 THRESHOLDS = (0.4, 0.5, 0.6)
 MIN_PIECES_MM2 = (50, 100, 200, 300, 400, 500, 700)

@@ -1,0 +1,163 @@
+"""``analyze_study``: the one chain every front door calls.
+
+read (dicom_io) → preprocess → model → post-process (segment) → stiffness → staging.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+import torch
+
+from mre_core.analysis.preprocess import model_input, to_native_grid
+from mre_core.analysis.segment import final_roi, min_area_px, run_network
+from mre_core.analysis.staging import StageResult
+from mre_core.analysis.stiffness import (
+    QcFlag,
+    SliceResult,
+    StudyStiffness,
+    area_cm2,
+    roi_stats,
+    stage_or_none,
+    study_stiffness,
+)
+from mre_core.config import Settings
+from mre_core.io.elastogram import ConfidenceEncoding, Elastogram, StudyInput
+from mre_core.model.network import LoadedModel
+
+
+@dataclass(frozen=True, eq=False)
+class StudyResult:
+    """Everything known about one analysed study.
+
+    ``stiffness.stiffness_kpa`` is the primary value (mean of slice means, as the paper);
+    ``stage`` is ``None`` when no slice gave a usable ROI.
+    """
+
+    study: StudyInput
+    slices: tuple[SliceResult, ...]
+    stiffness: StudyStiffness
+    stage: StageResult | None
+    model_name: str
+    model_sha256: str
+    device: str
+    settings: Settings
+    timings_s: dict[str, float] = field(default_factory=dict)  #: per stage: preprocess, model, post, stiffness
+
+    @property
+    def patient_id(self) -> str:
+        return self.study.patient_id
+
+    @property
+    def study_uid(self) -> str:
+        return self.study.study_uid
+
+    @property
+    def series_uid(self) -> str:
+        return self.study.series.series_uid
+
+    @property
+    def stiffness_kpa(self) -> float:
+        return self.stiffness.stiffness_kpa
+
+    @property
+    def qc_flags(self) -> tuple[QcFlag, ...]:
+        """Study flags, then every slice flag once, in order of first appearance."""
+        seen: dict[QcFlag, None] = dict.fromkeys(self.stiffness.qc_flags)
+        for s in self.slices:
+            seen.update(dict.fromkeys(s.qc_flags))
+        return tuple(seen)
+
+    @property
+    def runtime_s(self) -> float:
+        return float(sum(self.timings_s.values()))
+
+
+def finish_study(
+    study: StudyInput,
+    slices: list[SliceResult],
+    settings: Settings,
+    model_name: str,
+    model_sha256: str,
+    device: str,
+    timings_s: dict[str, float],
+) -> StudyResult:
+    """Combine per-slice results into a :class:`StudyResult` (study value, stage, flags)."""
+    t0 = time.perf_counter()
+    stiff = study_stiffness(slices, settings.min_slices, settings.max_slice_cv, settings.plausible_kpa)
+    staged = stage_or_none(stiff.stiffness_kpa, settings.staging)
+    timings = dict(timings_s)
+    timings["stiffness"] = timings.get("stiffness", 0.0) + time.perf_counter() - t0
+    return StudyResult(study, tuple(slices), stiff, staged, model_name, model_sha256, device, settings, timings)
+
+
+def slice_result(e: Elastogram, probability: np.ndarray, threshold: float, settings: Settings) -> SliceResult:
+    """Threshold one slice's probability map, intersect with confidence, measure, flag."""
+    predicted = probability > threshold
+    roi = final_roi(predicted, e.confidence, e.kpa, min_area_px(settings.min_component_area_mm2, e.pixel_spacing_mm))
+    return measure_slice(e, roi, predicted, settings)
+
+
+def measure_slice(e: Elastogram, roi: np.ndarray, predicted: np.ndarray, settings: Settings,
+                  excluded: bool = False) -> SliceResult:
+    """ROI statistics and slice QC flags (also used after a reviewer edits an ROI)."""
+    stats = roi_stats(e.kpa, roi, e.pixel_spacing_mm)
+    flags: list[QcFlag] = []
+    if not e.confidence.any():
+        flags.append(QcFlag.NO_CONFIDENCE_REGION)
+    if stats.n_pixels == 0:
+        flags.append(QcFlag.EMPTY_ROI)
+    elif stats.area_cm2 < settings.min_roi_area_cm2:
+        flags.append(QcFlag.SMALL_ROI)
+    return SliceResult(
+        sop_uid=e.sop_uid,
+        instance_number=e.instance_number,
+        position_mm=e.position_mm,
+        roi=roi,
+        predicted_mask=predicted,
+        stats=stats,
+        confidence_area_cm2=area_cm2(int(e.confidence.sum()), e.pixel_spacing_mm),
+        qc_flags=tuple(flags),
+        excluded=excluded or stats.n_pixels == 0,
+    )
+
+
+def analyze_study_keeping_probabilities(study: StudyInput, model: LoadedModel, settings: Settings
+                                        ) -> tuple[StudyResult, tuple[np.ndarray, ...], float]:
+    """:func:`analyze_study`, also returning each slice's probability map (float32 [H, W], native grid)
+    and the threshold applied, so a reviewer can re-threshold without running the network again."""
+    slices = study.series.slices
+    timings: dict[str, float] = {}
+    t = time.perf_counter()
+    batch = model_input(slices, model.config.input)
+    timings["preprocess"] = time.perf_counter() - t
+    t = time.perf_counter()
+    prob = run_network(model, batch, settings.inference_batch)
+    if model.device.type == "cuda":
+        torch.cuda.synchronize()
+    timings["model"] = time.perf_counter() - t
+    t = time.perf_counter()
+    native = tuple(to_native_grid(p, e.shape).astype(np.float32) for p, e in zip(prob, slices))
+    threshold = settings.mask_threshold if settings.mask_threshold is not None else model.config.threshold
+    results = [slice_result(e, p, threshold, settings) for e, p in zip(slices, native)]
+    timings["post"] = time.perf_counter() - t
+    result = finish_study(study, results, settings, model.config.name, model.sha256, str(model.device), timings)
+    return with_marking_flag(result), native, float(threshold)
+
+
+def analyze_study(study: StudyInput, model: LoadedModel, settings: Settings) -> StudyResult:
+    """Segment every slice of ``study`` in one batch and return its stiffness and stage.
+
+    Timings (seconds) are recorded per stage: ``preprocess``, ``model``, ``post``, ``stiffness``.
+    """
+    return analyze_study_keeping_probabilities(study, model, settings)[0]
+
+
+def with_marking_flag(result: StudyResult) -> StudyResult:
+    """Add the study flag ``NO_CONFIDENCE_MARKING`` when the series had no confidence marking (idempotent)."""
+    if result.study.series.encoding != ConfidenceEncoding.NONE or QcFlag.NO_CONFIDENCE_MARKING in result.stiffness.qc_flags:
+        return result
+    flags = (QcFlag.NO_CONFIDENCE_MARKING, *result.stiffness.qc_flags)
+    return replace(result, stiffness=replace(result.stiffness, qc_flags=flags))

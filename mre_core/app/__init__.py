@@ -1,0 +1,11 @@
+"""What the Streamlit pages call: settings and cached resources, review state, cohort data, figures.
+
+Owns :mod:`.context` (settings from env/secrets/sidebar, the cached model and store, the banner —
+the only Streamlit-importing modules are here), :mod:`.review_state` (edits, re-analysis for review),
+:mod:`.review_status` (is a study auto / reviewed / signed off, and by whom), the Review page's
+components (:mod:`.worklist_panel`, :mod:`.slice_viewer`, :mod:`.review_panel`, :mod:`.downloads`),
+:mod:`.cohort_data`, :mod:`.figures`, :mod:`.exports` and :mod:`.demo`.
+
+May import: everything below it. Pages import only this package and :mod:`mre_core.config`;
+nothing in ``mre_core`` outside this package imports it.
+"""

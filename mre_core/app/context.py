@@ -1,0 +1,128 @@
+"""Streamlit glue shared by ``app.py`` and the pages: settings, cached model and store, banner.
+
+The only module of ``mre_core`` that imports Streamlit. Settings are built, in order, from
+``MRE_*`` environment variables (:meth:`Settings.from_env`), ``.streamlit/secrets.toml``
+(a ``[mre]`` table, or top-level keys named like :class:`~mre_core.config.Settings` fields),
+then the sidebar (unit profile, staging table, device). The model and the store are
+``st.cache_resource`` objects shared by every browser session; inference is serialised
+by a lock because one torch module is not safe to drive from two threads at once.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import threading
+from pathlib import Path
+from typing import Any
+
+import streamlit as st
+
+from mre_core.analysis.staging import TABLES, StagingTable
+from mre_core.config import Settings
+from mre_core.outputs.wording import INTENDED_USE
+
+SECRET_KEYS = ("db_url", "weights_dir", "model_name", "device", "profile")
+
+
+def secret_overrides() -> dict[str, Any]:
+    """Settings fields found in ``.streamlit/secrets.toml`` (empty when there is no secrets file)."""
+    try:
+        secrets = dict(st.secrets)
+    except Exception:  # noqa: BLE001 - no secrets file: Streamlit raises on first access
+        return {}
+    section = secrets.get("mre", secrets)
+    out: dict[str, Any] = {k: section[k] for k in SECRET_KEYS if k in section}
+    if "weights_dir" in out:
+        out["weights_dir"] = Path(out["weights_dir"])
+    return out
+
+
+def base_settings() -> Settings:
+    """Environment, then secrets (no sidebar yet)."""
+    return Settings.from_env(**secret_overrides())
+
+
+def staging_tables() -> dict[str, StagingTable]:
+    """The selectable staging tables: the cited ones plus the user's edited table, if any."""
+    tables = dict(TABLES)
+    edited = st.session_state.get("edited_staging")
+    if isinstance(edited, StagingTable):
+        tables[edited.name] = edited
+    return tables
+
+
+def current_settings() -> Settings:
+    """The settings of this run (set by ``app.py``'s sidebar; the base settings when run without it)."""
+    s = st.session_state.get("settings")
+    return s if isinstance(s, Settings) else base_settings()
+
+
+@st.cache_resource(show_spinner="Loading the segmentation model (once per server)…")
+def _cached_model(weights_dir: str, name: str, device: str, stamp: tuple[float, int]) -> Any:
+    from mre_core.model.network import load_model
+
+    return load_model(Path(weights_dir), name, device)
+
+
+def model_stamp(settings: Settings) -> tuple[float, int]:
+    """Modification time and size of the weights file (so replaced weights are reloaded)."""
+    p = settings.weights_path
+    if not p.is_file():
+        return (0.0, 0)
+    stat = p.stat()
+    return (stat.st_mtime, stat.st_size)
+
+
+def get_model(settings: Settings) -> Any:
+    """The cached :class:`~mre_core.model.network.LoadedModel`; raises :class:`~mre_core.model.network.WeightsError`."""
+    return _cached_model(str(settings.weights_dir), settings.model_name, settings.device, model_stamp(settings))
+
+
+@st.cache_resource
+def inference_lock() -> threading.Lock:
+    return threading.Lock()
+
+
+@st.cache_resource(show_spinner=False)
+def _cached_store(url: str) -> Any:
+    from mre_core.store.results import Store
+
+    return Store(url)
+
+
+def get_store(settings: Settings) -> Any:
+    """The cached :class:`~mre_core.store.results.Store` for ``settings.db_url``; raises StoreError."""
+    return _cached_store(settings.db_url)
+
+
+def get_inbox(settings: Settings) -> Any:
+    """The DICOM inbox (listener / watch folder) that shares the results store; raises StoreError."""
+    from mre_core.store.inbox import Inbox
+
+    return Inbox(get_store(settings), settings.inbox_dir)
+
+
+@st.cache_resource(show_spinner=False)
+def demo_root() -> str:
+    """A folder for demo studies and cohorts, kept while the server runs."""
+    return tempfile.mkdtemp(prefix="mre_demo_")
+
+
+def banner() -> None:
+    """The intended-use statement, on every page."""
+    st.info(f"**Intended use.** {INTENDED_USE}", icon=":material/info:")
+
+
+def model_missing_message(exc: Exception, settings: Settings) -> str:
+    """Why no model could be loaded and how to fix it, in words for the page."""
+    return (
+        f"**The segmentation model could not be loaded.** {exc}\n\n"
+        f"Expected `{settings.weights_path}` and `{settings.model_config_path}`. Trained weights ship with the "
+        "repository once training has finished; until then, train them with `python -m mre_core train`, or point "
+        "`MRE_WEIGHTS_DIR` / `MRE_MODEL_NAME` (or the *Model & settings* page) at a folder that has them. "
+        "Nothing else in the app needs the model: saved studies and the cohort page still work."
+    )
+
+
+__all__ = ["banner", "base_settings", "current_settings", "demo_root", "get_model", "get_store", "inference_lock",
+           "model_missing_message", "secret_overrides", "staging_tables"]

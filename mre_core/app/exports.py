@@ -1,0 +1,92 @@
+"""Downloads of a reviewed study as bytes: CSV per study / per slice, DICOM SEG and SR, overlay PNG, PDF.
+
+Thin wrappers over :mod:`mre_core.outputs.tables`, :mod:`mre_core.outputs.sr` and :mod:`mre_core.outputs.pdf` that
+add the review (manual value, comment, reviewer, edits) and return bytes instead of writing
+files, for the app's download buttons. The SR references a SEG by its SOP Instance UID: offer
+the pair from :func:`seg_and_sr_bytes` so that the SR never points at a SEG nobody has.
+"""
+
+from __future__ import annotations
+
+import io
+import tempfile
+from pathlib import Path
+
+from pydicom.dataset import Dataset
+
+from mre_core.analysis.pipeline import StudyResult
+from mre_core.app.review_state import ReviewEdits
+from mre_core.outputs.overlay import overlay_png
+from mre_core.outputs.pdf import build_pdf
+from mre_core.outputs.seg import build_seg
+from mre_core.outputs.sr import build_sr
+from mre_core.outputs.tables import slices_table, studies_table
+
+
+def study_csv(result: StudyResult, edits: ReviewEdits | None = None, revision: int | None = None) -> bytes:
+    """One-row CSV of the study (report columns + manual_kpa, reviewer, comment, edits, revision)."""
+    table = studies_table([result])
+    edits = edits or ReviewEdits()
+    table["manual_kpa"] = edits.manual_kpa
+    table["reviewer"] = edits.reviewer
+    table["comment"] = edits.comment
+    table["review_edits"] = "; ".join(edits.describe())
+    table["saved_revision"] = revision
+    return table.to_csv(index=False).encode("utf-8")
+
+
+def slices_csv(result: StudyResult) -> bytes:
+    """One row per slice (statistics, exclusion, QC flags, source file)."""
+    return slices_table([result]).to_csv(index=False).encode("utf-8")
+
+
+def _dicom_bytes(ds: Dataset) -> bytes:
+    buf = io.BytesIO()
+    ds.save_as(buf, enforce_file_format=True)
+    return buf.getvalue()
+
+
+def seg_bytes(result: StudyResult) -> bytes:
+    """The DICOM SEG of the (reviewed) ROI; raises :class:`mre_core.outputs.tables.SegExportError`."""
+    return _dicom_bytes(build_seg(result))
+
+
+def sr_bytes(result: StudyResult, seg: Dataset | None = None, verifying_observer: str | None = None) -> bytes:
+    """The DICOM SR (TID 1500) of the study, referencing ``seg`` (built here when ``None``).
+
+    ``verifying_observer`` (the reader who signed off) makes it VERIFIED and FINAL; see
+    :func:`mre_core.outputs.sr.build_sr`.
+    """
+    seg = seg if seg is not None else build_seg(result)
+    return _dicom_bytes(build_sr(result, seg, verifying_observer=verifying_observer))
+
+
+def seg_and_sr_bytes(result: StudyResult, verifying_observer: str | None = None) -> tuple[bytes, bytes]:
+    """A matching (SEG, SR) pair: the SR references exactly this SEG instance."""
+    seg = build_seg(result)
+    return _dicom_bytes(seg), sr_bytes(result, seg, verifying_observer)
+
+
+def pdf_bytes(result: StudyResult, edits: ReviewEdits | None = None,
+              status: str = "automatic result, not reviewed") -> bytes:
+    """The one-page PDF report with the reviewer, comment and manual value (kPa) of ``edits``."""
+    edits = edits or ReviewEdits()
+    return build_pdf(result, reviewer=edits.reviewer, comment=edits.comment, manual_kpa=edits.manual_kpa,
+                     status=status)
+
+
+def overlay_png_bytes(result: StudyResult) -> bytes:
+    """The overlay grid PNG of :func:`mre_core.outputs.tables.overlay_png`."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = overlay_png(result, Path(tmp) / "overlay.png")
+        return path.read_bytes()
+
+
+def file_stem(result: StudyResult) -> str:
+    """A safe file-name stem: patient ID and the last digits of the study UID."""
+    pid = "".join(c if c.isalnum() or c in "-_" else "_" for c in result.patient_id) or "study"
+    return f"{pid}_{result.study_uid[-8:]}"
+
+
+__all__ = ["file_stem", "overlay_png_bytes", "pdf_bytes", "seg_and_sr_bytes", "seg_bytes", "slices_csv", "sr_bytes",
+           "study_csv"]

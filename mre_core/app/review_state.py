@@ -1,0 +1,261 @@
+"""A reader's edits to an analysed study, as pure functions: result + edits → new result.
+
+The model's result is never changed in place. :func:`analyze_for_review` runs the
+pipeline once and keeps each slice's probability map next to the
+:class:`~mre_core.analysis.pipeline.StudyResult` (a :class:`ReviewableStudy`), so that changing the
+threshold later needs no second forward pass. :func:`apply_edits` then rebuilds the study
+from the edits:
+
+* exclude / include a slice (left out of the study value, still shown);
+* a per-slice threshold on the stored probability (ROI = prob > t ∩ confidence, specks removed);
+* erode (negative) or dilate (positive) the ROI by whole pixels, staying inside the confidence region;
+* a restored ROI (from a saved revision) used as is;
+* the study-level manual measurement (kPa), the reviewer's name and a comment, which travel
+  with the edits into the store (they do not change the automatic value).
+
+Edits serialise to JSON (:meth:`ReviewEdits.to_json`) and are saved with each revision.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+
+from mre_core.analysis.pipeline import (
+    StudyResult,
+    analyze_study_keeping_probabilities,
+    finish_study,
+    measure_slice,
+    with_marking_flag,
+)
+from mre_core.analysis.segment import adjust_roi, final_roi, min_area_px
+from mre_core.analysis.stiffness import SliceResult
+from mre_core.config import Settings
+from mre_core.io.elastogram import StudyInput
+from mre_core.model.network import LoadedModel
+
+MAX_GROW_PX = 10
+
+
+@dataclass(frozen=True)
+class SliceEdit:
+    """What the reader changed on one slice (defaults: nothing)."""
+
+    excluded: bool = False
+    grow_px: int = 0  #: < 0 erodes, > 0 dilates, in pixels
+    threshold: float | None = None  #: None: the threshold of the automatic result
+
+    @property
+    def is_default(self) -> bool:
+        return not self.excluded and self.grow_px == 0 and self.threshold is None
+
+
+@dataclass(frozen=True, eq=False)
+class ReviewEdits:
+    """Every edit to one study. Immutable: the ``with_*`` methods return a changed copy."""
+
+    slices: dict[str, SliceEdit] = field(default_factory=dict)  #: by SOP Instance UID
+    manual_kpa: float | None = None
+    comment: str = ""
+    reviewer: str = ""
+    roi_override: dict[str, np.ndarray] = field(default_factory=dict)  #: bool [H,W] by SOP UID (restored ROIs)
+
+    def slice(self, sop_uid: str) -> SliceEdit:
+        return self.slices.get(sop_uid, SliceEdit())
+
+    def _with_slice(self, sop_uid: str, **changes: Any) -> ReviewEdits:
+        edited = replace(self.slice(sop_uid), **changes)
+        new = {k: v for k, v in self.slices.items() if k != sop_uid}
+        if not edited.is_default:
+            new[sop_uid] = edited
+        return replace(self, slices=new)
+
+    def with_excluded(self, sop_uid: str, excluded: bool = True) -> ReviewEdits:
+        return self._with_slice(sop_uid, excluded=bool(excluded))
+
+    def with_grow(self, sop_uid: str, grow_px: int) -> ReviewEdits:
+        if abs(int(grow_px)) > MAX_GROW_PX:
+            raise ValueError(f"erode/dilate by at most {MAX_GROW_PX} px, got {grow_px}")
+        return self._with_slice(sop_uid, grow_px=int(grow_px))
+
+    def with_threshold(self, sop_uid: str, threshold: float | None) -> ReviewEdits:
+        if threshold is not None and not 0.0 < threshold < 1.0:
+            raise ValueError(f"threshold must be in (0, 1), got {threshold}")
+        return self._with_slice(sop_uid, threshold=None if threshold is None else float(threshold))
+
+    def with_manual(self, manual_kpa: float | None) -> ReviewEdits:
+        if manual_kpa is not None and (not math.isfinite(manual_kpa) or manual_kpa <= 0):
+            raise ValueError(f"manual stiffness must be a positive number of kPa, got {manual_kpa}")
+        return replace(self, manual_kpa=None if manual_kpa is None else float(manual_kpa))
+
+    def with_comment(self, comment: str, reviewer: str | None = None) -> ReviewEdits:
+        return replace(self, comment=comment.strip(), reviewer=self.reviewer if reviewer is None else reviewer.strip())
+
+    @property
+    def changes_roi(self) -> bool:
+        """True when any slice's ROI or inclusion differs from the automatic result."""
+        return bool(self.slices or self.roi_override)
+
+    @property
+    def is_reviewed(self) -> bool:
+        """True when the reader changed an ROI, entered a manual value or wrote a comment."""
+        return self.changes_roi or self.manual_kpa is not None or bool(self.comment)
+
+    def describe(self) -> list[str]:
+        """The edits in words, one line each (for the page and the audit trail)."""
+        lines = []
+        for sop, e in self.slices.items():
+            parts = []
+            if e.excluded:
+                parts.append("excluded")
+            if e.grow_px:
+                parts.append(f"{'dilated' if e.grow_px > 0 else 'eroded'} {abs(e.grow_px)} px")
+            if e.threshold is not None:
+                parts.append(f"threshold {e.threshold:.2f}")
+            lines.append(f"slice …{sop[-8:]}: " + ", ".join(parts))
+        if self.roi_override:
+            lines.append(f"{len(self.roi_override)} ROI(s) restored from a saved revision")
+        if self.manual_kpa is not None:
+            lines.append(f"manual measurement {self.manual_kpa:.2f} kPa")
+        return lines
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON-safe dict (restored ROIs are saved as the slices' masks, not here)."""
+        return {
+            "slices": {k: {"excluded": v.excluded, "grow_px": v.grow_px, "threshold": v.threshold}
+                       for k, v in self.slices.items()},
+            "manual_kpa": self.manual_kpa,
+            "comment": self.comment,
+            "reviewer": self.reviewer,
+            "roi_restored": sorted(self.roi_override),
+        }
+
+    @classmethod
+    def from_saved(cls, edits_json: dict[str, Any], rois: dict[str, np.ndarray] | None = None) -> ReviewEdits:
+        """Edits that reproduce a saved revision: its exclusions, manual value and comment, and its ROI
+        masks used as they were saved (so the saved review shows even if the model changed)."""
+        excluded = {k: SliceEdit(excluded=True) for k, v in edits_json.get("slices", {}).items() if v.get("excluded")}
+        return cls(slices=excluded, manual_kpa=edits_json.get("manual_kpa"), comment=edits_json.get("comment", ""),
+                   reviewer=edits_json.get("reviewer", ""), roi_override=dict(rois or {}))
+
+
+@dataclass(frozen=True, eq=False)
+class ReviewableStudy:
+    """The model's result and what is needed to edit it without running the model again."""
+
+    result: StudyResult
+    probabilities: tuple[np.ndarray, ...]  #: float32 [H,W] per slice, native grid, slice order
+    threshold: float  #: the threshold that produced ``result``
+
+
+def analyze_for_review(study: StudyInput, model: LoadedModel, settings: Settings) -> ReviewableStudy:
+    """Like :func:`~mre_core.analysis.pipeline.analyze_study`, keeping each slice's probability map."""
+    result, probabilities, threshold = analyze_study_keeping_probabilities(study, model, settings)
+    return ReviewableStudy(result, probabilities, threshold)
+
+
+def _edited_slice(rs: ReviewableStudy, i: int, edits: ReviewEdits, settings: Settings) -> SliceResult:
+    base = rs.result.slices[i]
+    e = rs.result.study.series.slices[i]
+    edit = edits.slice(base.sop_uid)
+    predicted, roi = base.predicted_mask, base.roi
+    if base.sop_uid in edits.roi_override:
+        roi = np.asarray(edits.roi_override[base.sop_uid], dtype=bool) & e.confidence & np.isfinite(e.kpa)
+    elif edit.threshold is not None and edit.threshold != rs.threshold:
+        predicted = rs.probabilities[i] > edit.threshold
+        roi = final_roi(predicted, e.confidence, e.kpa, min_area_px(settings.min_component_area_mm2,
+                                                                     e.pixel_spacing_mm))
+    if edit.grow_px:
+        roi = adjust_roi(roi, e.confidence, e.kpa, edit.grow_px)
+    return measure_slice(e, roi, predicted, settings, excluded=edit.excluded)
+
+
+def apply_edits(rs: ReviewableStudy, edits: ReviewEdits, settings: Settings | None = None) -> StudyResult:
+    """The study after the reader's edits (a new :class:`StudyResult`; ``rs`` is unchanged).
+
+    ``settings`` (default: those of the automatic result) may carry another staging table or
+    QC limits; the unit profile cannot change here (that needs the files read again).
+    """
+    settings = settings or rs.result.settings
+    base = rs.result
+    new = [_edited_slice(rs, i, edits, settings) for i in range(len(base.slices))]
+    timings = {k: v for k, v in base.timings_s.items() if k != "stiffness"}
+    result = finish_study(base.study, new, settings, base.model_name, base.model_sha256, base.device, timings)
+    return with_marking_flag(result)
+
+
+def slice_probability(rs: ReviewableStudy, sop_uid: str) -> np.ndarray:
+    """The stored probability map of one slice (float32 [H,W])."""
+    for s, p in zip(rs.result.slices, rs.probabilities):
+        if s.sop_uid == sop_uid:
+            return p
+    raise KeyError(f"slice {sop_uid} is not part of study {rs.result.study_uid}")
+
+
+
+@dataclass
+class ReviewBatch:
+    """What an upload produced: one reviewable study per study found, and every file left out."""
+
+    studies: list[ReviewableStudy] = field(default_factory=list)
+    skipped: list[Any] = field(default_factory=list)  #: SkippedFile: file + reason
+    read_s: float = 0.0
+    analyse_s: float = 0.0
+
+
+def analyze_sources_for_review(sources: Any, settings: Settings, model: LoadedModel,
+                               progress: Any = None) -> ReviewBatch:
+    """Read uploads / paths and analyse every study found, keeping probability maps for review.
+
+    ``progress(fraction, text)`` is called while reading (0–0.5) and per study (0.5–1).
+    A study whose analysis fails is reported in ``skipped`` (file + reason); the others go on.
+    """
+    from mre_core.io.elastogram import SkippedFile
+    from mre_core.io.reader import read_inputs
+
+    def on_read(done: int, total: int) -> None:
+        if progress is not None:
+            progress(0.5 * done / max(total, 1), f"Reading files {done}/{total}")
+
+    batch = ReviewBatch()
+    t = time.perf_counter()
+    read = read_inputs(sources, settings, progress=on_read)
+    batch.read_s = time.perf_counter() - t
+    batch.skipped.extend(read.skipped)
+    t = time.perf_counter()
+    for i, study in enumerate(read.studies, start=1):
+        if progress is not None:
+            progress(0.5 + 0.5 * (i - 1) / len(read.studies), f"Segmenting study {i}/{len(read.studies)}")
+        try:
+            batch.studies.append(analyze_for_review(study, model, settings))
+        except Exception as exc:  # noqa: BLE001 - one failing study must not hide the others; the reason is shown
+            first = study.series.slices[0].source if study.series.slices else study.study_uid
+            batch.skipped.append(SkippedFile(first, f"analysis failed: {type(exc).__name__}: {exc}"))
+    batch.analyse_s = time.perf_counter() - t
+    if progress is not None:
+        progress(1.0, "Done")
+    return batch
+
+
+def skipped_summary(skipped: list[Any]) -> list[dict[str, Any]]:
+    """Skipped files grouped by folder and reason: ``{"where", "files", "reason", "examples"}`` rows.
+
+    A normal MRE export holds magnitude, wave and colour series that are left out on purpose;
+    grouping keeps that list readable while every file name stays available in ``examples``.
+    """
+    groups: dict[tuple[str, str], list[str]] = {}
+    for s in skipped:
+        name = str(s.file)
+        folder = name.rsplit("/", 1)[0] + "/" if "/" in name else name
+        groups.setdefault((folder, str(s.reason)), []).append(name.rsplit("/", 1)[-1])
+    return [{"where": folder, "files": len(names), "reason": reason, "examples": ", ".join(names[:3])
+             + (" …" if len(names) > 3 else "")} for (folder, reason), names in groups.items()]
+
+
+__all__ = ["MAX_GROW_PX", "ReviewBatch", "ReviewEdits", "ReviewableStudy", "SliceEdit", "analyze_for_review",
+           "analyze_sources_for_review", "apply_edits", "skipped_summary",
+           "slice_probability"]

@@ -1,0 +1,140 @@
+"""The boundary contract between DICOM ingest and the rest of the pipeline.
+
+``mre_core.io.reader`` turns files into these objects; nothing downstream of it
+imports pydicom or looks at stored pixel values. Reader contract (in the spirit of
+nnU-Net's ``read_images`` docstring):
+
+* ``Elastogram.kpa`` is float32 ``[rows, cols]`` in **kPa**, after the DICOM modality
+  LUT (RescaleSlope/Intercept) and the vendor profile's scale. Pixels that carry no
+  stiffness value (burned-in cross-hatch lines, zero fill, background) are ``NaN``.
+* ``Elastogram.confidence`` is bool ``[rows, cols]``: the scanner's 95 % confidence
+  region, read from the data. It is always a subset of ``isfinite(kpa)``.
+* ``pixel_spacing_mm`` is ``(row spacing, column spacing)`` in mm, from PixelSpacing.
+* Slices of an :class:`ElastogramSeries` are sorted by ``position_mm`` (along the
+  slice normal), ties broken by InstanceNumber.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+import numpy as np
+
+
+class VendorProfile(str, Enum):
+    """How stored (rescaled) pixel values become kPa."""
+
+    SIEMENS = "siemens"  #: stored value = kPa x 100 (window 400/800 spans 0-8 kPa); a working assumption
+    GE = "ge"  #: stored value = Pa
+    CUSTOM = "custom"  #: user-supplied kPa per stored unit
+    RWVM = "rwvm"  #: RealWorldValueMapping with a kPa/Pa unit, used as is
+
+
+class ConfidenceEncoding(str, Enum):
+    """How the 95 % confidence region is marked in the data."""
+
+    ZERO_FILL = "zero_fill"  #: low-confidence pixels stored as 0
+    CROSS_HATCH = "cross_hatch"  #: a diagonal cross-hatch burned into low-confidence pixels
+    PAIRED_SERIES = "paired_series"  #: GE style: full map + confidence-masked copy
+    NONE = "none"  #: no marking found (every non-zero pixel treated as confident; flagged)
+
+
+@dataclass(frozen=True, eq=False)
+class Elastogram:
+    """One slice of a gray-scale elastogram with its confidence region.
+
+    Attributes
+    ----------
+    kpa : float32 [rows, cols]
+        Stiffness in kPa; NaN where the pixel holds no stiffness value.
+    confidence : bool [rows, cols]
+        95 % confidence region; subset of ``isfinite(kpa)``.
+    pixel_spacing_mm : (float, float)
+        Row and column spacing, mm.
+    sop_uid, series_uid, study_uid, patient_id : str
+        Identifiers of the source instance (for GE pairs: the confidence-masked copy).
+    instance_number : int
+    position_mm : float
+        Position along the slice normal, mm (for sorting and reports).
+    profile : VendorProfile
+        The unit profile that produced ``kpa``.
+    kpa_per_unit : float
+        kPa per rescaled stored unit actually applied.
+    encoding : ConfidenceEncoding
+    source : str
+        File name (or ``zip:member``) the slice came from.
+    header : Any
+        The pydicom header (no pixel data) of the source instance, kept opaque so that
+        ``mre_core.outputs.tables`` can build a DICOM SEG referencing it. Downstream code must not
+        read it for computation.
+    """
+
+    kpa: np.ndarray
+    confidence: np.ndarray
+    pixel_spacing_mm: tuple[float, float]
+    sop_uid: str
+    series_uid: str
+    study_uid: str
+    patient_id: str
+    instance_number: int
+    position_mm: float
+    profile: VendorProfile
+    kpa_per_unit: float
+    encoding: ConfidenceEncoding
+    source: str
+    header: Any = field(default=None, repr=False)
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return (int(self.kpa.shape[0]), int(self.kpa.shape[1]))
+
+    @property
+    def pixel_area_mm2(self) -> float:
+        return float(self.pixel_spacing_mm[0] * self.pixel_spacing_mm[1])
+
+
+@dataclass(frozen=True, eq=False)
+class ElastogramSeries:
+    """The elastogram-with-confidence series chosen for one study, slices sorted."""
+
+    series_uid: str
+    description: str
+    manufacturer: str
+    slices: tuple[Elastogram, ...]
+    paired_series_uid: str | None = None  #: GE style: the full stiffness map's series
+
+    @property
+    def profile(self) -> VendorProfile:
+        return self.slices[0].profile
+
+    @property
+    def encoding(self) -> ConfidenceEncoding:
+        return self.slices[0].encoding
+
+
+@dataclass(frozen=True, eq=False)
+class StudyInput:
+    """One study ready for analysis: who, which study, and its elastogram series."""
+
+    patient_id: str
+    study_uid: str
+    series: ElastogramSeries
+    meta: dict[str, str] = field(default_factory=dict)  #: PatientName, PatientAge, PatientSex, StudyDate, ...
+
+
+@dataclass(frozen=True)
+class SkippedFile:
+    """A file (or series) that was not analysed, and why, in words a user can act on."""
+
+    file: str
+    reason: str
+
+
+@dataclass(frozen=True, eq=False)
+class ReadResult:
+    """What ingest found: the studies to analyse and everything left out, with reasons."""
+
+    studies: tuple[StudyInput, ...]
+    skipped: tuple[SkippedFile, ...]

@@ -1,0 +1,211 @@
+"""The store's schema: every table, its version and the migrations that bring an older file forward.
+
+One :class:`sqlalchemy.MetaData` holds the results tables (``studies``, ``revisions``, ``slices``,
+``audit``) and the inbox tables (``inbox_instances``, ``inbox_studies``, ``forwards``, used by
+:mod:`mre_core.store.inbox`). :data:`MIGRATIONS` upgrades a version ``v - 1`` schema to ``v``;
+append, never edit. This module imports nothing else of the store, so the results store and the
+inbox both depend on it and never on each other's tables.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+SCHEMA_VERSION = 3
+
+
+metadata = sa.MetaData()
+
+
+schema_version = sa.Table(
+    "schema_version", metadata,
+    sa.Column("version", sa.Integer, primary_key=True),
+    sa.Column("applied_utc", sa.String(32), nullable=False),
+)
+
+
+studies = sa.Table(
+    "studies", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("study_uid", sa.String(128), nullable=False),
+    sa.Column("series_uid", sa.String(128), nullable=False),
+    sa.Column("patient_id", sa.String(128), nullable=False),
+    sa.Column("patient_name", sa.String(256), nullable=False, default=""),
+    sa.Column("study_date", sa.String(16), nullable=False, default=""),
+    sa.Column("manufacturer", sa.String(128), nullable=False, default=""),
+    sa.Column("series_description", sa.String(256), nullable=False, default=""),
+    sa.Column("dataset", sa.String(64), nullable=False, default=""),
+    sa.Column("source_uids_json", sa.Text, nullable=False, default="[]"),
+    sa.Column("created_utc", sa.String(32), nullable=False),
+    sa.UniqueConstraint("study_uid", "series_uid", name="uq_study_series"),
+)
+
+
+revisions = sa.Table(
+    "revisions", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("study_id", sa.Integer, sa.ForeignKey("studies.id"), nullable=False),
+    sa.Column("revision", sa.Integer, nullable=False),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("created_utc", sa.String(32), nullable=False),
+    sa.Column("reviewer", sa.String(128), nullable=False, default=""),
+    sa.Column("comment", sa.Text, nullable=False, default=""),
+    sa.Column("manual_kpa", sa.Float, nullable=True),
+    sa.Column("stiffness_kpa", sa.Float, nullable=True),
+    sa.Column("stiffness_kpa_area_weighted", sa.Float, nullable=True),
+    sa.Column("n_slices", sa.Integer, nullable=False),
+    sa.Column("n_slices_used", sa.Integer, nullable=False),
+    sa.Column("stage", sa.String(4), nullable=False, default=""),
+    sa.Column("significant_fibrosis", sa.Boolean, nullable=True),
+    sa.Column("staging_table_json", sa.Text, nullable=False),
+    sa.Column("qc_flags", sa.String(512), nullable=False, default=""),
+    sa.Column("model_name", sa.String(128), nullable=False),
+    sa.Column("model_sha256", sa.String(64), nullable=False),
+    sa.Column("device", sa.String(32), nullable=False),
+    sa.Column("profile", sa.String(16), nullable=False, default=""),
+    sa.Column("runtime_s", sa.Float, nullable=True),
+    sa.Column("settings_json", sa.Text, nullable=False),
+    sa.Column("edits_json", sa.Text, nullable=False, default="{}"),
+    sa.UniqueConstraint("study_id", "revision", name="uq_study_revision"),
+)
+
+
+slices = sa.Table(
+    "slices", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("revision_id", sa.Integer, sa.ForeignKey("revisions.id"), nullable=False),
+    sa.Column("sop_uid", sa.String(128), nullable=False),
+    sa.Column("instance_number", sa.Integer, nullable=False),
+    sa.Column("position_mm", sa.Float, nullable=False),
+    sa.Column("excluded", sa.Boolean, nullable=False),
+    sa.Column("n_pixels", sa.Integer, nullable=False),
+    sa.Column("area_cm2", sa.Float, nullable=False),
+    sa.Column("mean_kpa", sa.Float, nullable=True),
+    sa.Column("median_kpa", sa.Float, nullable=True),
+    sa.Column("sd_kpa", sa.Float, nullable=True),
+    sa.Column("p25_kpa", sa.Float, nullable=True),
+    sa.Column("p75_kpa", sa.Float, nullable=True),
+    sa.Column("confidence_area_cm2", sa.Float, nullable=False),
+    sa.Column("qc_flags", sa.String(256), nullable=False, default=""),
+    sa.Column("roi_rows", sa.Integer, nullable=False),
+    sa.Column("roi_cols", sa.Integer, nullable=False),
+    sa.Column("roi_packed", sa.LargeBinary, nullable=False),
+)
+
+
+audit = sa.Table(
+    "audit", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("at_utc", sa.String(32), nullable=False),
+    sa.Column("user", sa.String(128), nullable=False, default=""),
+    sa.Column("action", sa.String(32), nullable=False),
+    sa.Column("study_id", sa.Integer, nullable=True),
+    sa.Column("revision_id", sa.Integer, nullable=True),
+    sa.Column("detail", sa.Text, nullable=False, default=""),
+)
+
+
+inbox_instances = sa.Table(
+    "inbox_instances", metadata,
+    sa.Column("sop_uid", sa.String(128), primary_key=True),
+    sa.Column("study_uid", sa.String(128), nullable=False, index=True),
+    sa.Column("series_uid", sa.String(128), nullable=False),
+    sa.Column("path", sa.Text, nullable=False),
+    sa.Column("received_at", sa.Float, nullable=False),  # epoch seconds
+    sa.Column("origin", sa.String(128), nullable=False, default=""),
+)
+
+
+inbox_studies = sa.Table(
+    "inbox_studies", metadata,
+    sa.Column("study_uid", sa.String(128), primary_key=True),
+    sa.Column("patient_id", sa.String(128), nullable=False, default=""),
+    sa.Column("patient_name", sa.String(256), nullable=False, default=""),
+    sa.Column("study_date", sa.String(16), nullable=False, default=""),
+    sa.Column("origin", sa.String(128), nullable=False, default=""),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("n_instances", sa.Integer, nullable=False, default=0),
+    sa.Column("first_received_at", sa.Float, nullable=False),
+    sa.Column("last_received_at", sa.Float, nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False, default=0),
+    sa.Column("detail", sa.Text, nullable=False, default=""),
+    sa.Column("series_uid", sa.String(128), nullable=False, default=""),  # the analysed elastogram series
+    sa.Column("finished_at", sa.Float, nullable=True),
+)
+
+
+forwards = sa.Table(
+    "forwards", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("study_uid", sa.String(128), nullable=False, index=True),
+    sa.Column("what", sa.String(16), nullable=False),  # "SEG" | "SR"
+    sa.Column("path", sa.Text, nullable=False),
+    sa.Column("destination", sa.String(256), nullable=False),  # HOST:PORT:AET
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False, default=0),
+    sa.Column("next_attempt_at", sa.Float, nullable=False),
+    sa.Column("last_error", sa.Text, nullable=False, default=""),
+    sa.Column("updated_at", sa.Float, nullable=False),
+)
+
+
+INBOX_TABLES = (inbox_instances, inbox_studies, forwards)
+
+_V1_TABLES = (studies, revisions, slices)
+
+
+def _migrate_to_1(conn: Connection) -> None:
+    """Version 1: studies, revisions, slices."""
+    metadata.create_all(conn, tables=list(_V1_TABLES))
+
+
+def _migrate_to_2(conn: Connection) -> None:
+    """Version 2: the audit log and an index for cohort queries."""
+    metadata.create_all(conn, tables=[audit])
+    conn.exec_driver_sql("CREATE INDEX IF NOT EXISTS ix_revisions_study ON revisions (study_id, revision)")
+
+
+def _migrate_to_3(conn: Connection) -> None:
+    """Version 3: the inbox of received DICOM instances, its study queue and the forwarding queue."""
+    metadata.create_all(conn, tables=list(INBOX_TABLES))
+
+
+#: ``MIGRATIONS[v]`` brings a version ``v - 1`` schema to version ``v``. Append, never edit.
+MIGRATIONS: dict[int, Callable[[Connection], None]] = {1: _migrate_to_1, 2: _migrate_to_2, 3: _migrate_to_3}
+
+
+def engine_for(url: str) -> Engine:
+    if url.startswith("sqlite"):
+        path = url.split("///", 1)[1] if "///" in url else ""
+        if path and path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        engine = sa.create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+
+        @sa.event.listens_for(engine, "connect")
+        def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+            dbapi_conn.isolation_level = None  # let SQLAlchemy's "begin" below emit BEGIN itself
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA busy_timeout=30000")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.close()
+
+        @sa.event.listens_for(engine, "begin")
+        def _on_begin(conn: Connection) -> None:
+            # writers take the lock at BEGIN, so two writers queue instead of deadlocking on upgrade
+            write = conn.get_execution_options().get("write", False)
+            conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+        return engine
+    return sa.create_engine(url, pool_pre_ping=True)
+
+
+def current_version(conn: Connection) -> int:
+    if not sa.inspect(conn).has_table("schema_version"):
+        return 0
+    return int(conn.execute(sa.select(sa.func.max(schema_version.c.version))).scalar() or 0)
