@@ -20,7 +20,7 @@ from mre_core.outputs.overlay import overlay_png
 from mre_core.outputs.pdf import build_pdf
 from mre_core.outputs.seg import build_seg
 from mre_core.outputs.sr import build_sr
-from mre_core.outputs.tables import slices_table, studies_table
+from mre_core.outputs.tables import file_stem, slices_table, studies_table
 
 
 def study_csv(result: StudyResult, edits: ReviewEdits | None = None, revision: int | None = None) -> bytes:
@@ -47,7 +47,7 @@ def _dicom_bytes(ds: Dataset) -> bytes:
 
 
 def seg_bytes(result: StudyResult) -> bytes:
-    """The DICOM SEG of the (reviewed) ROI; raises :class:`mre_core.outputs.tables.SegExportError`."""
+    """The DICOM SEG of the (reviewed) ROI; raises :class:`mre_core.outputs.seg.SegExportError`."""
     return _dicom_bytes(build_seg(result))
 
 
@@ -76,16 +76,10 @@ def pdf_bytes(result: StudyResult, edits: ReviewEdits | None = None,
 
 
 def overlay_png_bytes(result: StudyResult) -> bytes:
-    """The overlay grid PNG of :func:`mre_core.outputs.tables.overlay_png`."""
+    """The overlay grid PNG of :func:`mre_core.outputs.overlay.overlay_png`."""
     with tempfile.TemporaryDirectory() as tmp:
         path = overlay_png(result, Path(tmp) / "overlay.png")
         return path.read_bytes()
-
-
-def file_stem(result: StudyResult) -> str:
-    """A safe file-name stem: patient ID and the last digits of the study UID."""
-    pid = "".join(c if c.isalnum() or c in "-_" else "_" for c in result.patient_id) or "study"
-    return f"{pid}_{result.study_uid[-8:]}"
 
 
 __all__ = ["file_stem", "overlay_png_bytes", "pdf_bytes", "seg_and_sr_bytes", "seg_bytes", "slices_csv", "sr_bytes",

@@ -141,6 +141,12 @@ def skipped_table(skipped: Sequence[SkippedFile]) -> pd.DataFrame:
     return pd.DataFrame([(s.file, s.reason) for s in skipped], columns=list(SKIPPED_COLUMNS))
 
 
+def file_stem(result: StudyResult) -> str:
+    """A safe file-name stem: patient ID and the last digits of the study UID."""
+    pid = "".join(c if c.isalnum() or c in "-_" else "_" for c in result.patient_id) or "study"
+    return f"{pid}_{result.study_uid[-8:]}"
+
+
 def write_csvs(results: Sequence[StudyResult], skipped: Sequence[SkippedFile], out_dir: Path) -> dict[str, Path]:
     """Write ``studies.csv``, ``slices.csv`` and ``skipped.csv`` (UTF-8, header always present).
 

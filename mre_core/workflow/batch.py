@@ -104,7 +104,7 @@ def _write_dicom_objects(r: StudyResult, out_dir: Path, outcome: BatchOutcome) -
 
 
 def _write_pdf(r: StudyResult, out_dir: Path, outcome: BatchOutcome) -> None:
-    from mre_core.app.exports import file_stem
+    from mre_core.outputs.tables import file_stem
     from mre_core.outputs.pdf import write_pdf
 
     path = out_dir / "pdf" / f"{file_stem(r)}.pdf"
