@@ -15,6 +15,7 @@ from mre_core.analysis.preprocess import model_input, to_native_grid
 from mre_core.analysis.segment import final_roi, min_area_px, run_network
 from mre_core.analysis.staging import StageResult
 from mre_core.analysis.stiffness import (
+    SMALL_CONFIDENCE_FRACTION,
     QcFlag,
     SliceResult,
     StudyStiffness,
@@ -155,9 +156,27 @@ def analyze_study(study: StudyInput, model: LoadedModel, settings: Settings) -> 
     return analyze_study_keeping_probabilities(study, model, settings)[0]
 
 
+def confidence_fraction(study: StudyInput) -> float:
+    """Share of the body section (pixels holding a stiffness value) inside the 95 % confidence region."""
+    body = sum(int(np.isfinite(e.kpa).sum()) for e in study.series.slices)
+    region = sum(int(e.confidence.sum()) for e in study.series.slices)
+    return region / body if body else 0.0
+
+
 def with_marking_flag(result: StudyResult) -> StudyResult:
-    """Add the study flag ``NO_CONFIDENCE_MARKING`` when the series had no confidence marking (idempotent)."""
-    if result.study.series.encoding != ConfidenceEncoding.NONE or QcFlag.NO_CONFIDENCE_MARKING in result.stiffness.qc_flags:
+    """Add the study flags that come from reading the data (idempotent).
+
+    ``NO_CONFIDENCE_MARKING`` when the series had no confidence marking; the reader's flags
+    (fallback series rule, ambiguous series, guessed unit); ``SMALL_CONFIDENCE_REGION`` when the
+    confidence region covers less than :data:`SMALL_CONFIDENCE_FRACTION` of the body section.
+    """
+    series = result.study.series
+    wanted = [QcFlag(f) for f in series.ingest_flags]
+    if series.encoding == ConfidenceEncoding.NONE:
+        wanted.insert(0, QcFlag.NO_CONFIDENCE_MARKING)
+    if series.slices and confidence_fraction(result.study) < SMALL_CONFIDENCE_FRACTION:
+        wanted.append(QcFlag.SMALL_CONFIDENCE_REGION)
+    new = [f for f in dict.fromkeys(wanted) if f not in result.stiffness.qc_flags]
+    if not new:
         return result
-    flags = (QcFlag.NO_CONFIDENCE_MARKING, *result.stiffness.qc_flags)
-    return replace(result, stiffness=replace(result.stiffness, qc_flags=flags))
+    return replace(result, stiffness=replace(result.stiffness, qc_flags=(*new, *result.stiffness.qc_flags)))

@@ -27,6 +27,10 @@ class QcFlag(str, Enum):
     IMPLAUSIBLE_VALUES = "implausible_values"
     NO_USABLE_SLICE = "no_usable_slice"
     NO_CONFIDENCE_MARKING = "no_confidence_marking"
+    FALLBACK_SERIES_RULE = "fallback_series_rule"
+    AMBIGUOUS_SERIES = "ambiguous_series"
+    FALLBACK_UNIT = "fallback_unit"
+    SMALL_CONFIDENCE_REGION = "small_confidence_region"
 
     @property
     def explanation(self) -> str:
@@ -42,7 +46,18 @@ _EXPLANATIONS = {
     QcFlag.IMPLAUSIBLE_VALUES: "Median stiffness outside the plausible range: check the unit profile.",
     QcFlag.NO_USABLE_SLICE: "No slice gave a usable ROI: no stiffness or stage can be reported.",
     QcFlag.NO_CONFIDENCE_MARKING: "No confidence marking was found in the data: every non-zero pixel was treated as confident.",
+    QcFlag.FALLBACK_SERIES_RULE: "No documented vendor rule recognised the elastogram series: it was chosen by keywords "
+                                 "and pixel values. Check that the measured series is the gray stiffness map.",
+    QcFlag.AMBIGUOUS_SERIES: "More than one series could be the elastogram: check that the right one was measured.",
+    QcFlag.FALLBACK_UNIT: "The stored unit was guessed from the value range (no vendor rule, RWVM or known "
+                          "manufacturer): check the unit profile.",
+    QcFlag.SMALL_CONFIDENCE_REGION: "The 95 % confidence region covers under 5 % of the body section: the value "
+                                    "rests on a small, possibly unrepresentative area.",
 }
+
+#: A study whose confidence region covers less than this share of the body section is flagged
+#: (issue "real scanner exams": on a real GE/MMDI exam it covered 4-6 % of the image).
+SMALL_CONFIDENCE_FRACTION = 0.05
 
 
 @dataclass(frozen=True)

@@ -291,3 +291,49 @@ def is_masked_copy(full: np.ndarray, masked: np.ndarray) -> bool:
     agree = np.count_nonzero(kept & (masked == full)) / np.count_nonzero(kept)
     removed = np.count_nonzero((full != 0) & ~kept) / n_full
     return bool(agree >= 0.95 and removed >= 0.02)
+
+
+# ---------------------------------------------------------------- separate confidence-map series
+
+#: A confidence map in per mille (Resoundant MMDI: 0-1000, WC/WW 950/100) or percent; the 95 % region.
+PER_MILLE_THRESHOLD = 950
+PERCENT_THRESHOLD = 95
+
+
+def confidence_scale(stack: np.ndarray) -> int:
+    """1000 (per mille) or 100 (percent), from the largest value of a confidence-map series."""
+    return 100 if float(np.max(stack)) <= 100 else 1000
+
+
+def confidence_map_region(conf_stored: np.ndarray, scale: int) -> np.ndarray:
+    """bool [H,W]: the 95 % confidence region of one confidence-map slice (>= 950 ‰ or >= 95 %)."""
+    threshold = PER_MILLE_THRESHOLD if scale == 1000 else PERCENT_THRESHOLD
+    return np.asarray(conf_stored) >= threshold
+
+
+def looks_like_confidence_map(stack: np.ndarray) -> bool:
+    """True when stored values look like a per-mille or percent confidence map, not stiffness.
+
+    A confidence map never exceeds its full scale (1000 ‰ / 100 %) and has a plateau near the top:
+    at least 3 % of its non-zero pixels at >= 95 % of full scale. A stiffness map whose values all lie
+    at or below 1000 would be <= 1 kPa in Pa or <= 10 kPa in kPa x 100, and its pixels do not pile up at
+    the top of that range; the rule is a guard, so it errs towards "not stiffness".
+    """
+    values = np.asarray(stack)
+    nonzero = values[values > 0]
+    if nonzero.size == 0 or values.min() < 0:
+        return False
+    scale = confidence_scale(values)
+    if float(nonzero.max()) > scale:
+        return False
+    return float(np.mean(nonzero >= 0.95 * scale)) >= 0.03
+
+
+def saturated_pixels(stored: np.ndarray, header_bits: int, signed: bool) -> np.ndarray:
+    """bool [H,W]: pixels at (or one below) the largest value the stored bits can hold.
+
+    Burned-in annotation text is stored saturated (Resoundant MMDI writes 32766 in a signed 16-bit
+    map); such pixels carry no stiffness and must never enter a mean.
+    """
+    top = (1 << (header_bits - 1)) - 1 if signed else (1 << header_bits) - 1
+    return np.asarray(stored) >= top - 1

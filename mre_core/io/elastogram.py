@@ -30,6 +30,8 @@ class VendorProfile(str, Enum):
     GE = "ge"  #: stored value = Pa
     CUSTOM = "custom"  #: user-supplied kPa per stored unit
     RWVM = "rwvm"  #: RealWorldValueMapping with a kPa/Pa unit, used as is
+    PA = "pa"  #: stored value = Pa, by a named vendor rule (e.g. Resoundant MMDI "Stiffness" at any site)
+    KPA = "kpa"  #: stored value = kPa, by a named vendor rule
 
 
 class ConfidenceEncoding(str, Enum):
@@ -38,6 +40,7 @@ class ConfidenceEncoding(str, Enum):
     ZERO_FILL = "zero_fill"  #: low-confidence pixels stored as 0
     CROSS_HATCH = "cross_hatch"  #: a diagonal cross-hatch burned into low-confidence pixels
     PAIRED_SERIES = "paired_series"  #: GE style: full map + confidence-masked copy
+    CONFIDENCE_MAP = "confidence_map"  #: a separate confidence-map series (per mille or percent), region >= 95 %
     NONE = "none"  #: no marking found (every non-zero pixel treated as confident; flagged)
 
 
@@ -104,6 +107,11 @@ class ElastogramSeries:
     manufacturer: str
     slices: tuple[Elastogram, ...]
     paired_series_uid: str | None = None  #: GE style: the full stiffness map's series
+    confidence_series_uid: str | None = None  #: the separate confidence-map series, when one was used
+    series_rule: str = ""  #: the vendor rule that chose this series, or "fallback: …"
+    unit_rule: str = ""  #: how the unit was decided (rule name, RWVM, manufacturer, or "fallback: …")
+    confidence_rule: str = ""  #: how the 95 % confidence region was read
+    ingest_flags: tuple[str, ...] = ()  #: ``QcFlag`` values raised while reading (fallback, ambiguity, …)
 
     @property
     def profile(self) -> VendorProfile:

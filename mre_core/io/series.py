@@ -2,21 +2,33 @@
 
 Series recognition (per study)
 ------------------------------
-1. Role from SeriesDescription + ProtocolName + ImageType values (case-insensitive):
-   ``elast``/``stiff``/``conf``/``95`` → elastogram; ``mag`` (not inside a word) or
-   ImageType ``M`` → magnitude; ``wave``/``phase`` or ImageType ``P`` → wave; ``mre`` or
-   ImageType ``MRE`` → elastogram; else unknown. Magnitude and wave series are skipped.
+1. Role from the named vendor rules of :mod:`mre_core.io.vendor_rules` (first match; another
+   matching rule with a different role makes the choice *ambiguous*). Without a rule match, a
+   value guard: a series named "confidence" (and not "elast"/"stiff") or whose values look like a
+   per-mille/percent map (:func:`mre_core.io.confidence.looks_like_confidence_map`) is a confidence
+   map and is **never measured as stiffness**. Otherwise the keyword fallback (:func:`series_role`):
+   ``elast``/``stiff``/``conf``/``95`` → elastogram; ``mag`` or ImageType ``M`` → magnitude;
+   ``wave``/``phase`` or ImageType ``P`` → wave; ``mre`` → elastogram; else unknown. A series chosen
+   by the fallback raises the QC flag ``fallback_series_rule``.
 2. Pixels decide the marking: a cross-hatch (:func:`mre_core.io.confidence.find_hatch_value`,
    also accepted on an unknown-role series); zero holes inside the body's convex hull in
-   at least half the slices (zero fill); a series named ``conf``/``95`` with >= 5 % zero
-   pixels is zero fill, without zeros it is kept with encoding NONE (flagged downstream).
+   at least half the slices (zero fill); a masked-stiffness series or one named ``conf``/``95``
+   with >= 5 % zero pixels is zero fill, without zeros it is kept with encoding NONE (flagged).
 3. GE-style pair: a non-hatched elastogram series whose every slice is a masked copy of
    the slice at the same position in another elastogram series of the study
    (:func:`mre_core.io.confidence.is_masked_copy`) becomes a paired-series candidate, unless
    it is zero filled on its own and neither SourceImageSequence links it to the map nor do
    any of its non-zero pixels differ from the map (then it stays zero fill).
-4. Best candidate: marked (pair/hatch) > zero fill > none, then a ``conf``/``95`` name,
-   then more slices. Other candidates are reported as "another confidence series …".
+4. Separate confidence map (Resoundant MMDI "Confidence", 0-1000 per mille): a stiffness series
+   without its own marking is paired slice by slice (position to 0.1 mm, same grid, same frame of
+   reference) with a confidence-map series; the region is >= 950 ‰ (or >= 95 %).
+5. Best candidate: marked (pair/hatch/map) > zero fill > none, then chosen by a rule > fallback,
+   then a ``conf``/``95`` name, then more slices; a tie on the first two is an ambiguity (QC flag).
+   Every series left out gets one reason naming the rule that recognised it.
+6. Values: saturated stored values (burned-in annotation text, e.g. 32766 in MMDI maps) and zeros
+   never carry stiffness. The unit comes from an explicit profile, an RWVM, the rule's unit, the
+   manufacturer, or (fallback, flagged) the value range. Each result records ``series_rule``,
+   ``unit_rule`` and ``confidence_rule``.
 Limits: zero fill confined to the body's edge is only recognised through the name; a
 hatch drawn with lines thicker than 1 pixel falls back to a morphological closing; the
 unknown-manufacturer unit guess is a median-value heuristic (see :func:`to_kpa`).
@@ -27,7 +39,7 @@ from __future__ import annotations
 import logging
 import re
 from collections import Counter, defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from pydicom.dataset import Dataset
@@ -41,7 +53,8 @@ from mre_core.io.elastogram import (
     SkippedFile,
     StudyInput,
 )
-from mre_core.io.units import profile_note, to_kpa  # noqa: F401 (to_kpa re-exported: part of the reader API)
+from mre_core.io.units import RULE_UNITS, profile_note, to_kpa
+from mre_core.io.vendor_rules import SeriesRole, matching_rules
 
 logger = logging.getLogger(__name__)
 
@@ -73,15 +86,29 @@ class ParsedSlice:
 
 
 @dataclass(frozen=True)
+class SeriesRecognition:
+    """What a series is, and which rule said so."""
+
+    role: str  #: stiffness | masked_stiffness | hatched_stiffness | confidence_map | magnitude | wave | … | plain
+    rule: str  #: vendor rule name, or "fallback: …"
+    unit: str | None = None  #: the rule's unit (``ValueUnit`` value) when it names one
+    also: tuple[str, ...] = ()  #: other rules that matched with a different role
+
+
+@dataclass(frozen=True)
 class _Candidate:
     slices: tuple[ParsedSlice, ...]
     encoding: ConfidenceEncoding
+    recognition: SeriesRecognition
     hatch_value: float | None = None
     full_map: tuple[ParsedSlice, ...] | None = None
+    confidence_map: tuple[ParsedSlice, ...] | None = None
+    confidence_scale: int = 1000
 
-    def rank(self) -> tuple[int, int, int]:
+    def rank(self) -> tuple[int, int, int, int]:
         marked = {ConfidenceEncoding.NONE: 0, ConfidenceEncoding.ZERO_FILL: 1}.get(self.encoding, 2)
-        return (marked, int(any(k in _text(self.slices[0].header) for k in _CONF)), len(self.slices))
+        by_rule = int(not self.recognition.rule.startswith("fallback"))
+        return (marked, by_rule, int(any(k in _text(self.slices[0].header) for k in _CONF)), len(self.slices))
 
 
 def _text(ds: Dataset) -> str:
@@ -90,7 +117,11 @@ def _text(ds: Dataset) -> str:
 
 
 def series_role(ds: Dataset) -> str:
-    """``elastogram``, ``magnitude``, ``wave`` or ``unknown`` from description and ImageType."""
+    """Keyword fallback: ``elastogram``, ``magnitude``, ``wave`` or ``unknown`` from description and ImageType.
+
+    Used only when no vendor rule of :mod:`mre_core.io.vendor_rules` matches; a series chosen this
+    way raises the ``fallback_series_rule`` QC flag.
+    """
     text, tokens = _text(ds), {str(t).upper() for t in (ds.get("ImageType") or [])}
     if any(k in text for k in _STRONG):
         return "elastogram"
@@ -124,34 +155,70 @@ def _drop_mixed_sizes(series: list[ParsedSlice], skipped: list[SkippedFile]) -> 
     return [s for s in series if s.stored.shape == keep]
 
 
-def _classify(series: list[ParsedSlice]) -> tuple[str, _Candidate | None]:
-    """(role, candidate): a candidate when the series carries (or may carry) a confidence map."""
+_MEASURABLE = {SeriesRole.STIFFNESS.value, SeriesRole.MASKED_STIFFNESS.value, SeriesRole.HATCHED_STIFFNESS.value}
+_CATCH_ALL = {"ge.mre.derived_other"}  #: rules that label "some other derived MRE series"; not an ambiguity
+
+
+def recognise(series: list[ParsedSlice]) -> SeriesRecognition:
+    """Role of a series: the first matching vendor rule, else a value guard, else the keyword fallback."""
     head = series[0].header
-    role = series_role(head)
-    if role in ("magnitude", "wave"):
-        return role, None
+    matches = matching_rules(head)
+    if matches:
+        first = matches[0]
+        also = tuple(m.rule.name for m in matches[1:] if m.role != first.role and m.rule.name not in _CATCH_ALL)
+        return SeriesRecognition(first.role.value, first.rule.name, first.unit.value, also)
+    stack = np.stack([s.stored for s in series])
+    named_stiffness = any(k in _text(head) for k in ("elast", "stiff"))
+    if not named_stiffness and (re.search(r"\bconfidence\b", _text(head)) or conf.looks_like_confidence_map(stack)):
+        return SeriesRecognition(SeriesRole.CONFIDENCE_MAP.value,
+                                 "fallback: named or valued like a confidence map (0-1000 with a plateau near the top)")
+    return SeriesRecognition(series_role(head), "fallback: keywords in SeriesDescription/ProtocolName/ImageType")
+
+
+def _classify(series: list[ParsedSlice]) -> tuple[SeriesRecognition, _Candidate | None]:
+    """(recognition, candidate): a candidate when the series is stiffness carrying (or maybe carrying) a marking."""
+    rec = recognise(series)
+    if rec.role not in _MEASURABLE | {"elastogram", "unknown"}:
+        return rec, None
+    head = series[0].header
     stack = np.stack([s.stored for s in series])
     hatch = conf.find_hatch_value(stack)
     if hatch is not None:
-        return "elastogram", _Candidate(tuple(series), ConfidenceEncoding.CROSS_HATCH, hatch)
-    if role == "unknown":
-        return role, None
+        return rec, _Candidate(tuple(series), ConfidenceEncoding.CROSS_HATCH, rec, hatch)
+    if rec.role == "unknown":
+        return rec, None
     if sum(conf.has_zero_fill(s.stored) for s in series) * 2 >= len(series):
-        return role, _Candidate(tuple(series), ConfidenceEncoding.ZERO_FILL)
-    if any(k in _text(head) for k in _CONF):  # named a confidence map: its zeros are the marking
+        return rec, _Candidate(tuple(series), ConfidenceEncoding.ZERO_FILL, rec)
+    if rec.role == SeriesRole.MASKED_STIFFNESS.value or any(k in _text(head) for k in _CONF):
         zeros = float(np.mean(stack == 0))
         encoding = ConfidenceEncoding.ZERO_FILL if zeros >= 0.05 else ConfidenceEncoding.NONE
-        return role, _Candidate(tuple(series), encoding)
-    return "plain", None
+        return rec, _Candidate(tuple(series), encoding, rec)
+    return replace(rec, role="plain"), None
+
+
+def _position_key(s: ParsedSlice) -> object:
+    return round(s.position_mm, 1) if np.isfinite(s.position_mm) else ("n", s.instance_number)
+
+
+def _find_confidence_map(stiffness: list[ParsedSlice], maps: list[list[ParsedSlice]]) -> tuple[ParsedSlice, ...] | None:
+    """The confidence-map series matching ``stiffness`` slice by slice (position, grid, frame of reference)."""
+    frame = str(stiffness[0].header.get("FrameOfReferenceUID", ""))
+    for series in maps:
+        other = str(series[0].header.get("FrameOfReferenceUID", ""))
+        if frame and other and frame != other:
+            continue
+        by_pos = {_position_key(s): s for s in series}
+        matched = [by_pos.get(_position_key(s)) for s in stiffness]
+        if all(m is not None and m.stored.shape == s.stored.shape for m, s in zip(matched, stiffness)):
+            return tuple(m for m in matched if m is not None)
+    return None
 
 
 def _find_full_map(masked: list[ParsedSlice], others: list[list[ParsedSlice]]) -> tuple[ParsedSlice, ...] | None:
     """The series of which ``masked`` is a confidence-masked copy, matched slice by slice."""
-    def pos(s: ParsedSlice) -> object:
-        return round(s.position_mm, 2) if np.isfinite(s.position_mm) else ("n", s.instance_number)
     for full in others:
-        by_pos = {pos(s): s for s in full}
-        matched = [by_pos.get(pos(m)) for m in masked]
+        by_pos = {_position_key(s): s for s in full}
+        matched = [by_pos.get(_position_key(m)) for m in masked]
         if all(f is not None and conf.is_masked_copy(f.stored, m.stored) for f, m in zip(matched, masked)):
             return tuple(f for f in matched if f is not None)
     return None
@@ -185,53 +252,112 @@ def build_studies(slices: list[ParsedSlice], settings: Settings, skipped: list[S
 
 def _build_one(patient: str, study_uid: str, by_series: dict[str, list[ParsedSlice]], settings: Settings,
                skipped: list[SkippedFile]) -> StudyInput | None:
-    classified: dict[str, tuple[str, _Candidate | None]] = {}
+    classified: dict[str, tuple[SeriesRecognition, _Candidate | None]] = {}
     series_slices: dict[str, list[ParsedSlice]] = {}
     for uid, raw in by_series.items():
         series = sorted(_drop_mixed_sizes(raw, skipped), key=ParsedSlice.sort_key)
         series_slices[uid] = series
         classified[uid] = _classify(series)
-    hatch = ConfidenceEncoding.CROSS_HATCH
-    pairable = [u for u, (r, c) in classified.items() if r == "plain" or (c is not None and c.encoding is not hatch)]
-    candidates: list[_Candidate] = []
-    for uid, (_, cand) in classified.items():
-        if uid in pairable:
-            full = _find_full_map(series_slices[uid], [series_slices[o] for o in pairable if o != uid])
-            if full is not None and (cand is None or cand.encoding is not ConfidenceEncoding.ZERO_FILL
-                                     or _pair_needed(series_slices[uid], full)):
-                cand = _Candidate(tuple(series_slices[uid]), ConfidenceEncoding.PAIRED_SERIES, full_map=full)
-        if cand is not None:
-            candidates.append(cand)
+    candidates = _candidates(classified, series_slices)
     chosen = max(candidates, key=_Candidate.rank) if candidates else None
-    used = {s.sop_uid for s in (chosen.full_map or ())} if chosen else set()
-    for uid, (role, _) in classified.items():
+    used = {s.sop_uid for s in (chosen.full_map or ()) + (chosen.confidence_map or ())} if chosen else set()
+    for uid, (rec, _) in classified.items():
         series = series_slices[uid]
         if chosen is not None and series[0].sop_uid in {s.sop_uid for s in chosen.slices}:
             continue
         if series[0].sop_uid in used:
             continue
-        reason = _ignore_reason(role, series, chosen, candidates)
+        reason = _ignore_reason(rec, series, chosen, candidates)
         skipped.extend(SkippedFile(s.source, reason) for s in series)
     if chosen is None:
         return None
-    return _study_input(patient, study_uid, chosen, settings)
+    ambiguous = [c for c in candidates if c is not chosen and c.rank()[:2] == chosen.rank()[:2]]
+    return _study_input(patient, study_uid, chosen, settings, ambiguous)
 
 
-def _ignore_reason(role: str, series: list[ParsedSlice], chosen: _Candidate | None, candidates: list[_Candidate]) -> str:
+def _candidates(classified: dict[str, tuple[SeriesRecognition, _Candidate | None]],
+                series_slices: dict[str, list[ParsedSlice]]) -> list[_Candidate]:
+    """Every series that could be measured, with its marking: hatch, zero fill, masked pair or confidence map."""
+    hatch = ConfidenceEncoding.CROSS_HATCH
+    pairable = [u for u, (r, c) in classified.items() if r.role == "plain" or (c is not None and c.encoding is not hatch)]
+    maps = [series_slices[u] for u, (r, _) in classified.items() if r.role == SeriesRole.CONFIDENCE_MAP.value]
+    out: list[_Candidate] = []
+    for uid, (rec, cand) in classified.items():
+        series = series_slices[uid]
+        if uid in pairable:
+            full = _find_full_map(series, [series_slices[o] for o in pairable if o != uid])
+            if full is not None and (cand is None or cand.encoding is not ConfidenceEncoding.ZERO_FILL
+                                     or _pair_needed(series, full)):
+                cand = _Candidate(tuple(series), ConfidenceEncoding.PAIRED_SERIES, rec, full_map=full)
+        if maps and (rec.role == SeriesRole.STIFFNESS.value or rec.role == "plain"
+                     or (cand is not None and cand.encoding is ConfidenceEncoding.NONE)):
+            cmap = _find_confidence_map(series, maps)
+            if cmap is not None:
+                scale = conf.confidence_scale(np.stack([s.stored for s in cmap]))
+                cand = _Candidate(tuple(series), ConfidenceEncoding.CONFIDENCE_MAP, rec, confidence_map=cmap,
+                                  confidence_scale=scale)
+        if cand is not None:
+            out.append(cand)
+    return out
+
+
+_ROLE_REASONS = {
+    "magnitude": "magnitude images, not an elastogram",
+    "wave": "wave (phase) images, not an elastogram",
+    "phase": "raw phase images, not an elastogram",
+    "raw_phase_magnitude": "raw MRE acquisition (phase and magnitude images), not an elastogram",
+    "colour_save": "colour (RGB) screen save: stiffness cannot be read from display colours; export the "
+                   "gray-scale stiffness series",
+    "other": "derived MRE series that is not a gray stiffness map",
+    "confidence_map": "confidence map: never measured as stiffness; no stiffness series at the same slice "
+                      "positions was found to pair it with",
+    "plain": "elastogram without 95 % confidence map (no cross-hatch, no zero-filled areas, no masked companion "
+             "series, no confidence-map series): export the confidence-map series",
+}
+
+
+def _ignore_reason(rec: SeriesRecognition, series: list[ParsedSlice], chosen: _Candidate | None,
+                   candidates: list[_Candidate]) -> str:
+    """Why a series was not analysed, with the rule that recognised it."""
+    by = f" [{rec.rule}]"
     if any(c.slices[0].sop_uid == series[0].sop_uid for c in candidates) and chosen is not None:
         h = chosen.slices[0].header
         return (f"another confidence series of this study was analysed (series {h.get('SeriesNumber', '?')} "
-                f"'{h.get('SeriesDescription', '')}', {chosen.encoding.value})")
+                f"'{h.get('SeriesDescription', '')}', {chosen.encoding.value}){by}")
+    if rec.role == SeriesRole.CONFIDENCE_MAP.value and chosen is not None:
+        return "confidence map not at the analysed series' slice positions: not used" + by
+    default = ("unrecognised series: no vendor rule matched, no elastogram keyword in SeriesDescription/"
+               "ProtocolName/ImageType and no confidence marking in the pixels")
+    return _ROLE_REASONS.get(rec.role, default) + by
+
+
+def _confidence_rule(cand: _Candidate) -> str:
+    if cand.encoding is ConfidenceEncoding.CONFIDENCE_MAP and cand.confidence_map is not None:
+        h = cand.confidence_map[0].header
+        unit = "per mille, region >= 950" if cand.confidence_scale == 1000 else "percent, region >= 95"
+        return (f"confidence-map series {h.get('SeriesNumber', '?')} '{h.get('SeriesDescription', '')}' "
+                f"({unit}), paired by slice position")
     return {
-        "magnitude": "magnitude images, not an elastogram",
-        "wave": "wave (phase) images, not an elastogram",
-        "plain": "elastogram without 95 % confidence map (no cross-hatch, no zero-filled areas, no masked "
-                 "companion series): export the confidence-map series",
-    }.get(role, "unrecognised series: no elastogram keyword in SeriesDescription/ProtocolName/ImageType and "
-                "no confidence marking in the pixels")
+        ConfidenceEncoding.CROSS_HATCH: "cross-hatch burned into the pixels (value {hatch})",
+        ConfidenceEncoding.ZERO_FILL: "low-confidence pixels stored as 0 (zero fill)",
+        ConfidenceEncoding.PAIRED_SERIES: "masked copy of a full stiffness map (pixels where both agree)",
+        ConfidenceEncoding.NONE: "fallback: no marking found; every non-zero pixel treated as confident",
+    }[cand.encoding].format(hatch=f"{cand.hatch_value:g}" if cand.hatch_value is not None else "?")
 
 
-def _study_input(patient: str, study_uid: str, cand: _Candidate, settings: Settings) -> StudyInput:
+def _ingest_flags(cand: _Candidate, unit_rule: str, ambiguous: list[_Candidate]) -> tuple[str, ...]:
+    flags = []
+    if cand.recognition.rule.startswith("fallback"):
+        flags.append("fallback_series_rule")
+    if ambiguous or cand.recognition.also:
+        flags.append("ambiguous_series")
+    if unit_rule.startswith("fallback"):
+        flags.append("fallback_unit")
+    return tuple(flags)
+
+
+def _study_input(patient: str, study_uid: str, cand: _Candidate, settings: Settings,
+                 ambiguous: list[_Candidate]) -> StudyInput:
     head = cand.slices[0].header
     values = cand.full_map if cand.full_map is not None else cand.slices
     hint = np.stack([s.stored for s in values])
@@ -240,34 +366,51 @@ def _study_input(patient: str, study_uid: str, cand: _Candidate, settings: Setti
     period = None
     if cand.hatch_value is not None:
         period = conf.series_period(np.stack([s.stored for s in cand.slices]), cand.hatch_value)
-    slices = tuple(_elastogram(s, i, cand, settings, hint, period) for i, s in enumerate(cand.slices))
+    rule_unit = cand.recognition.unit if cand.recognition.unit in RULE_UNITS else None
+    slices = tuple(_elastogram(s, i, cand, settings, hint, period, rule_unit) for i, s in enumerate(cand.slices))
     meta = {t: str(head.get(t, "")) for t in _META_TAGS}
-    meta["unit_profile_source"] = profile_note(head, settings)
+    unit_rule = profile_note(head, settings, cand.recognition.rule, rule_unit)
+    meta["unit_profile_source"] = unit_rule
     if cand.hatch_value is not None:
         meta["hatch_value"] = f"{cand.hatch_value:g}"
+    if ambiguous:
+        meta["other_candidate_series"] = "; ".join(
+            f"{c.slices[0].header.get('SeriesNumber', '?')} '{c.slices[0].header.get('SeriesDescription', '')}'"
+            for c in ambiguous)
     paired = None
     if cand.full_map is not None:
         paired = str(cand.full_map[0].header.get("SeriesInstanceUID", ""))
         meta["paired_full_map_sources"] = ";".join(s.source for s in cand.full_map)
+    cmap_uid = None
+    if cand.confidence_map is not None:
+        cmap_uid = str(cand.confidence_map[0].header.get("SeriesInstanceUID", ""))
+        meta["confidence_map_sources"] = ";".join(s.source for s in cand.confidence_map)
     series = ElastogramSeries(series_uid=str(head.get("SeriesInstanceUID", "")),
                               description=str(head.get("SeriesDescription", "")),
                               manufacturer=str(head.get("Manufacturer", "")), slices=slices,
-                              paired_series_uid=paired)
+                              paired_series_uid=paired, confidence_series_uid=cmap_uid,
+                              series_rule=cand.recognition.rule, unit_rule=unit_rule,
+                              confidence_rule=_confidence_rule(cand),
+                              ingest_flags=_ingest_flags(cand, unit_rule, ambiguous))
     return StudyInput(patient_id=patient, study_uid=study_uid, series=series, meta=meta)
 
 
 def _elastogram(s: ParsedSlice, index: int, cand: _Candidate, settings: Settings, hint: np.ndarray,
-                period: int | None) -> Elastogram:
+                period: int | None, rule_unit: str | None) -> Elastogram:
     stored = s.stored if cand.full_map is None else cand.full_map[index].stored
-    kpa, profile, per_unit = to_kpa(stored, s.header, settings, hint_values=hint)
+    kpa, profile, per_unit = to_kpa(stored, s.header, settings, hint_values=hint, rule_unit=rule_unit)
     kpa = kpa.astype(np.float32)
     kpa[stored == 0] = np.nan
+    bits, signed = int(s.header.get("BitsStored", 16) or 16), int(s.header.get("PixelRepresentation", 0) or 0) == 1
+    kpa[conf.saturated_pixels(stored, bits, signed)] = np.nan  # burned-in annotation text, never a value
     if cand.encoding is ConfidenceEncoding.CROSS_HATCH and cand.hatch_value is not None:
         hatch = conf.decode_hatch(stored, cand.hatch_value, period_hint=period)
         kpa[hatch.hatch_pixels] = np.nan
         confidence = conf.body_mask(stored) & ~hatch.hatched_area
     elif cand.encoding is ConfidenceEncoding.PAIRED_SERIES:
         confidence = conf.decode_pair(stored, s.stored)
+    elif cand.encoding is ConfidenceEncoding.CONFIDENCE_MAP and cand.confidence_map is not None:
+        confidence = conf.confidence_map_region(cand.confidence_map[index].stored, cand.confidence_scale)
     else:
         confidence = conf.body_mask(stored)
     confidence &= np.isfinite(kpa)

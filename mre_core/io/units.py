@@ -24,8 +24,15 @@ logger = logging.getLogger(__name__)
 AUTO_KPA100_MAX_MEDIAN = 1000.0
 
 
+#: kPa per stored unit for the units a vendor rule can name (:class:`~mre_core.io.vendor_rules.ValueUnit` values)
+RULE_UNITS: dict[str, tuple[VendorProfile, float]] = {
+    "pa": (VendorProfile.PA, 0.001), "kpa": (VendorProfile.KPA, 1.0), "kpa_x100": (VendorProfile.SIEMENS, 0.01),
+}
+
+
 def to_kpa(values: np.ndarray, ds_header: Dataset, settings: Settings,
-           hint_values: np.ndarray | None = None) -> tuple[np.ndarray, VendorProfile, float]:
+           hint_values: np.ndarray | None = None, rule_unit: str | None = None,
+           ) -> tuple[np.ndarray, VendorProfile, float]:
     """Stored pixel values → kPa (modality LUT, then the vendor profile).
 
     Parameters
@@ -37,6 +44,9 @@ def to_kpa(values: np.ndarray, ds_header: Dataset, settings: Settings,
         An explicit ``profile`` overrides detection; ``custom`` uses ``custom_kpa_per_unit``.
     hint_values : array, optional
         Stored values of the whole series, for the range heuristic (default ``values``).
+    rule_unit : str, optional
+        The unit a named vendor rule assigns to the series (``"pa"``, ``"kpa"``, ``"kpa_x100"``):
+        used after an explicit profile and a RealWorldValueMapping, before the manufacturer.
 
     Returns
     -------
@@ -66,6 +76,9 @@ def to_kpa(values: np.ndarray, ds_header: Dataset, settings: Settings,
         slope, intercept, unit = rwvm
         kpa = (stored.astype(np.float64) * slope + intercept) * unit
         return kpa.astype(np.float32), VendorProfile.RWVM, slope * unit
+    if rule_unit in RULE_UNITS:
+        profile, factor = RULE_UNITS[rule_unit]
+        return _rescaled(stored, ds_header) * np.float32(factor), profile, factor
     profile, factor = _auto_profile(ds_header, stored if hint_values is None else hint_values)
     return _rescaled(stored, ds_header) * np.float32(factor), profile, factor
 
@@ -102,13 +115,18 @@ def _auto_profile(ds: Dataset, hint: np.ndarray) -> tuple[VendorProfile, float]:
     return profile, 0.01 if profile is VendorProfile.SIEMENS else 0.001
 
 
-def profile_note(ds: Dataset, settings: Settings) -> str:
-    """How the unit profile was chosen, in words (for ``StudyInput.meta``)."""
+def profile_note(ds: Dataset, settings: Settings, rule: str | None = None, rule_unit: str | None = None) -> str:
+    """How the unit profile was chosen, in words (``StudyInput.meta`` and the ``unit_rule`` of a result).
+
+    Starts with ``"fallback: "`` when the unit was guessed from the value range.
+    """
     if settings.profile != "auto":
         return f"set by user: {settings.profile}"
     if _rwvm(ds) is not None:
         return "RealWorldValueMapping units (kPa/Pa)"
+    if rule and rule_unit in RULE_UNITS:
+        return f"rule {rule}: stored value = {rule_unit.replace('kpa_x100', 'kPa x 100').replace('kpa', 'kPa').replace('pa', 'Pa')}"
     maker = str(ds.get("Manufacturer", ""))
     if "SIEMENS" in maker.upper() or re.search(r"\bGE\b|GENERAL ELECTRIC", maker.upper()):
         return f"Manufacturer {maker!r}"
-    return f"guessed from the value range (unknown manufacturer {maker!r}); check it"
+    return f"fallback: guessed from the value range (unknown manufacturer {maker!r}); check it"

@@ -22,7 +22,8 @@ STUDY_COLUMNS: tuple[str, ...] = (
     "patient_id", "study_uid", "series_uid", "n_slices", "n_slices_used", "stiffness_kpa",
     "stiffness_kpa_area_weighted", "slice_cv", "stage", "significant_fibrosis", "staging_table", "qc_flags",
     "model_name", "model_sha256", "profile", "kpa_per_unit", "confidence_encoding", "device", "runtime_s",
-    "patient_name", "study_date", "manufacturer", "series_description",
+    "patient_name", "study_date", "manufacturer", "series_description", "series_rule", "unit_rule",
+    "confidence_rule",
 )  # fmt: skip
 SLICE_COLUMNS: tuple[str, ...] = (
     "patient_id", "study_uid", "series_uid", "sop_uid", "instance_number", "position_mm", "source", "excluded",
@@ -71,6 +72,9 @@ def _study_row(result: StudyResult) -> dict[str, Any]:
         "study_date": str(meta.get("StudyDate", "")),
         "manufacturer": series.manufacturer,
         "series_description": series.description,
+        "series_rule": series.series_rule,
+        "unit_rule": series.unit_rule,
+        "confidence_rule": series.confidence_rule,
     }
 
 
