@@ -47,16 +47,23 @@ def cmd_analyze(args: argparse.Namespace) -> int:
         stage = r.stage.stage.label if r.stage else "no stage"
         flags = ",".join(f.value for f in r.qc_flags) or "ok"
         print(f"{r.patient_id}\t{r.stiffness_kpa:.2f} kPa\t{stage}\tQC: {flags}")
-    print(f"{len(outcome.results)} studies analysed; {len(outcome.skipped)} files not analysed "
-          f"(reasons per file in {args.out / 'skipped.csv'}){_reason_summary(outcome.skipped)}", file=sys.stderr)
+    n_files = sum(s.n_files for s in outcome.skipped)
+    print(f"{len(outcome.results)} studies analysed; {len(outcome.skipped)} series or files not analysed "
+          f"({n_files} files; one row each in {args.out / 'skipped.csv'}){_skipped_lines(outcome.skipped)}",
+          file=sys.stderr)
     return 0 if outcome.results else 1
 
 
-def _reason_summary(skipped: list) -> str:
-    """``": 308 × wave (phase) images, …"`` — the commonest reasons, shortened to their first clause."""
-    from mre_core.workflow.batch import commonest_reasons
+#: the CLI lists at most this many series left out; skipped.csv has them all
+MAX_SKIPPED_LINES = 40
 
-    return "".join(f"\n  {n:>5} × {reason}" for reason, n in commonest_reasons(skipped, 6))
+
+def _skipped_lines(skipped: list) -> str:
+    """One line per series (or file) left out: number, description, role, rule, reason."""
+    lines = [f"\n  {s.describe()}" for s in skipped[:MAX_SKIPPED_LINES]]
+    if len(skipped) > MAX_SKIPPED_LINES:
+        lines.append(f"\n  … and {len(skipped) - MAX_SKIPPED_LINES} more (see skipped.csv)")
+    return "".join(lines)
 
 
 def cmd_verify(args: argparse.Namespace) -> int:

@@ -242,18 +242,18 @@ def analyze_sources_for_review(sources: Any, settings: Settings, model: LoadedMo
 
 
 def skipped_summary(skipped: list[Any]) -> list[dict[str, Any]]:
-    """Skipped files grouped by folder and reason: ``{"where", "files", "reason", "examples"}`` rows.
+    """One row per series (or unreadable file) left out: ``{"series", "role", "rule", "files", "reason", "examples"}``.
 
-    A normal MRE export holds magnitude, wave and colour series that are left out on purpose;
-    grouping keeps that list readable while every file name stays available in ``examples``.
+    A normal MRE export holds magnitude, wave and colour series that are left out on purpose; one row
+    per series keeps that list readable while every file name stays available in ``examples``.
     """
-    groups: dict[tuple[str, str], list[str]] = {}
+    rows = []
     for s in skipped:
-        name = str(s.file)
-        folder = name.rsplit("/", 1)[0] + "/" if "/" in name else name
-        groups.setdefault((folder, str(s.reason)), []).append(name.rsplit("/", 1)[-1])
-    return [{"where": folder, "files": len(names), "reason": reason, "examples": ", ".join(names[:3])
-             + (" …" if len(names) > 3 else "")} for (folder, reason), names in groups.items()]
+        names = [str(f).rsplit("/", 1)[-1] for f in (s.files or (s.file,))]
+        series = f"{s.series_number or '?'} '{s.series_description}'" if s.series_uid else str(s.file)
+        rows.append({"series": series, "role": s.role, "rule": s.rule, "files": s.n_files, "reason": str(s.reason),
+                     "examples": ", ".join(names[:3]) + (" …" if len(names) > 3 else "")})
+    return rows
 
 
 __all__ = ["MAX_GROW_PX", "ReviewBatch", "ReviewEdits", "ReviewableStudy", "SliceEdit", "analyze_for_review",

@@ -68,6 +68,10 @@ class Elastogram:
     encoding : ConfidenceEncoding
     source : str
         File name (or ``zip:member``) the slice came from.
+    frame_number : int or None
+        1-based frame number when the source instance is an Enhanced MR multi-frame image; then
+        ``sop_uid`` is ``<SOPInstanceUID>#<frame>`` (a key, unique per slice) and ``header`` is the
+        whole multi-frame header.
     header : Any
         The pydicom header (no pixel data) of the source instance, kept opaque so that
         ``mre_core.outputs.tables`` can build a DICOM SEG referencing it. Downstream code must not
@@ -88,6 +92,7 @@ class Elastogram:
     encoding: ConfidenceEncoding
     source: str
     header: Any = field(default=None, repr=False)
+    frame_number: int | None = None  #: 1-based frame when the source is a multi-frame (Enhanced MR) image
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -134,10 +139,33 @@ class StudyInput:
 
 @dataclass(frozen=True)
 class SkippedFile:
-    """A file (or series) that was not analysed, and why, in words a user can act on."""
+    """A file, or a whole series, that was not analysed, and why, in words a user can act on.
+
+    A series left out is one entry: ``file`` is its first file, ``files`` all of them, and
+    ``series_number``, ``series_description``, ``role`` (what the series was recognised as) and
+    ``rule`` (the vendor rule that said so, or ``"fallback: …"``) describe it.
+    """
 
     file: str
     reason: str
+    series_uid: str = ""
+    series_number: str = ""
+    series_description: str = ""
+    role: str = ""
+    rule: str = ""
+    files: tuple[str, ...] = ()
+
+    @property
+    def n_files(self) -> int:
+        return len(self.files) or 1
+
+    def describe(self) -> str:
+        """One line: ``series 7 'Shear Wave' (3 files): wave [mmdi.shear_wave] — reason`` (or ``file: reason``)."""
+        if not self.series_uid:
+            return f"{self.file}: {self.reason}"
+        role = f"{self.role} [{self.rule}]" if self.rule else self.role or "unknown"
+        files = f"{self.n_files} file{'s' if self.n_files != 1 else ''}"
+        return f"series {self.series_number or '?'} '{self.series_description}' ({files}): {role} — {self.reason}"
 
 
 @dataclass(frozen=True, eq=False)

@@ -23,6 +23,7 @@ import logging
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -81,28 +82,55 @@ def read_inputs(sources: Sequence[Source] | Source, settings: Settings,
             else:
                 label, read = item
                 try:
-                    s = _parse(label, read())
-                    if s.sop_uid in seen:
+                    parsed = _parse(label, read())
+                    if parsed[0].sop_uid in seen:
                         raise DicomInputError("duplicate SOPInstanceUID: the same image was given twice")
-                    seen.add(s.sop_uid)
-                    slices.append(s)
+                    seen.update(s.sop_uid for s in parsed)
+                    slices.extend(parsed)
                 except DicomInputError as err:
-                    skipped.append(SkippedFile(label, str(err)))
+                    skipped.append(_skipped(label, err))
                 except Exception as err:  # noqa: BLE001 - one bad file must not stop the batch
                     logger.exception("unexpected error reading %s", label)
                     skipped.append(SkippedFile(label, f"unreadable file ({type(err).__name__}: {err})"))
             if progress is not None:
                 progress(done, len(items))
     studies = build_studies(slices, settings, skipped)
+    skipped = group_by_series(skipped)
     for s in skipped:
-        logger.info("skipped %s: %s", s.file, s.reason)
+        logger.info("skipped %s", s.describe())
     return ReadResult(studies=tuple(studies), skipped=tuple(skipped))
+
+
+def _skipped(label: str, err: DicomInputError) -> SkippedFile:
+    ds = err.header
+    if not isinstance(ds, Dataset) or not ds.get("SeriesInstanceUID"):
+        return SkippedFile(label, str(err))
+    return SkippedFile(label, str(err), series_uid=str(ds.SeriesInstanceUID),
+                       series_number=str(ds.get("SeriesNumber", "") or ""),
+                       series_description=str(ds.get("SeriesDescription", "") or ""), role=err.role,
+                       rule="file check", files=(label,))
+
+
+def group_by_series(skipped: list[SkippedFile]) -> list[SkippedFile]:
+    """Merge the entries of one series left out for one reason into a single entry (files kept)."""
+    out: list[SkippedFile] = []
+    index: dict[tuple[str, str], int] = {}
+    for s in skipped:
+        key = (s.series_uid, s.reason)
+        if not s.series_uid or key not in index:
+            index[key] = len(out)
+            out.append(s)
+            continue
+        first = out[index[key]]
+        out[index[key]] = replace(first, files=(*first.files, *(s.files or (s.file,))))
+    return out
 
 
 # ---------------------------------------------------------------- one file
 
 
-def _parse(label: str, data: bytes) -> ParsedSlice:
+def _parse(label: str, data: bytes) -> list[ParsedSlice]:
+    """One file → its slices (one, or one per frame of an Enhanced MR multi-frame image)."""
     ds = _read_dataset(data)
     media_class = str(getattr(ds, "file_meta", Dataset()).get("MediaStorageSOPClassUID", ""))
     if "PixelData" not in ds and ("Rows" in ds or media_class in _IMAGE_CLASSES):
@@ -111,13 +139,13 @@ def _parse(label: str, data: bytes) -> ParsedSlice:
         raise DicomInputError("DICOM file without pixel data (e.g. a report or presentation state): not an image")
     photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2"))
     if int(ds.get("SamplesPerPixel", 1)) != 1 or not photometric.startswith("MONO"):
-        raise DicomInputError("RGB/colour image (secondary capture or screenshot): stiffness cannot be read "
-                              "from display colours; export the gray-scale elastogram")
+        raise DicomInputError("colour screen save (RGB): stiffness cannot be read "
+                              "from display colours; export the gray-scale stiffness series", ds, "colour_save")
     modality = str(ds.get("Modality", ""))
     if modality != "MR":
-        raise DicomInputError(f"{modality or 'unknown-modality'} image: only MR elastograms are analysed")
+        raise DicomInputError(f"{modality or 'unknown-modality'} image: only MR elastograms are analysed", ds, "other")
     if int(ds.get("NumberOfFrames", 1) or 1) > 1:
-        raise DicomInputError("multi-frame (enhanced) image: export the elastogram as single-frame images")
+        return _parse_frames(label, ds)
     spacing = ds.get("PixelSpacing")
     if not spacing or len(spacing) != 2 or min(float(v) for v in spacing) <= 0:
         raise DicomInputError("missing PixelSpacing: cannot measure ROI area; export with geometry")
@@ -125,8 +153,48 @@ def _parse(label: str, data: bytes) -> ParsedSlice:
     if not np.any(stored):
         raise DicomInputError("all-zero image: no stiffness values (empty or failed reconstruction)")
     del ds.PixelData
-    return ParsedSlice(label, ds, stored, str(ds.get("SOPInstanceUID", label)), int(ds.get("InstanceNumber", 0) or 0),
-                  _position_mm(ds), (float(spacing[0]), float(spacing[1])))
+    return [ParsedSlice(label, ds, stored, str(ds.get("SOPInstanceUID", label)), int(ds.get("InstanceNumber", 0) or 0),
+                        _position_mm(ds), (float(spacing[0]), float(spacing[1])))]
+
+
+def _frame_item(ds: Dataset, index: int, sequence: str) -> Dataset | None:
+    """The functional-group item ``sequence`` of frame ``index``: per-frame first, else shared."""
+    per = ds.get("PerFrameFunctionalGroupsSequence") or []
+    shared = ds.get("SharedFunctionalGroupsSequence") or []
+    for groups in ([per[index]] if index < len(per) else []) + list(shared[:1]):
+        if sequence in groups and groups[sequence].value:
+            return groups[sequence].value[0]
+    return None
+
+
+def _parse_frames(label: str, ds: Dataset) -> list[ParsedSlice]:
+    """An Enhanced MR multi-frame image → one slice per frame, geometry from the functional groups.
+
+    Each slice keeps the whole header (its SOP Instance UID is the file's) and is keyed
+    ``<SOPInstanceUID>#<frame>`` (frames counted from 1, as ReferencedFrameNumber counts them).
+    """
+    stack = _decode(ds)
+    if stack.ndim != 3:
+        raise DicomInputError(f"multi-frame image whose pixel data has shape {stack.shape}: cannot split it into frames")
+    del ds.PixelData
+    uid, out = str(ds.get("SOPInstanceUID", label)), []
+    for i in range(stack.shape[0]):
+        measures, plane = _frame_item(ds, i, "PixelMeasuresSequence"), _frame_item(ds, i, "PlanePositionSequence")
+        orient = _frame_item(ds, i, "PlaneOrientationSequence")
+        spacing = measures.get("PixelSpacing") if measures is not None else None
+        if not spacing or len(spacing) != 2 or min(float(v) for v in spacing) <= 0:
+            raise DicomInputError(f"frame {i + 1}: no PixelSpacing in the functional groups; export with geometry")
+        geometry = Dataset()
+        if plane is not None and orient is not None:
+            geometry.ImagePositionPatient = plane.get("ImagePositionPatient")
+            geometry.ImageOrientationPatient = orient.get("ImageOrientationPatient")
+        if not np.any(stack[i]):
+            continue  # an empty frame holds no stiffness; the others are still read
+        out.append(ParsedSlice(f"{label}#{i + 1}", ds, np.asarray(stack[i]), f"{uid}#{i + 1}", i + 1,
+                               _position_mm(geometry), (float(spacing[0]), float(spacing[1])), frame_number=i + 1))
+    if not out:
+        raise DicomInputError("all frames are zero: no stiffness values (empty or failed reconstruction)")
+    return out
 
 
 @contextlib.contextmanager

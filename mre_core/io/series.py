@@ -74,6 +74,7 @@ class ParsedSlice:
     instance_number: int
     position_mm: float
     pixel_spacing_mm: tuple[float, float]
+    frame_number: int | None = None  #: 1-based frame of an Enhanced MR multi-frame source, else None
 
     def key(self) -> tuple[str, str, str]:
         h = self.header
@@ -267,8 +268,11 @@ def _build_one(patient: str, study_uid: str, by_series: dict[str, list[ParsedSli
             continue
         if series[0].sop_uid in used:
             continue
-        reason = _ignore_reason(rec, series, chosen, candidates)
-        skipped.extend(SkippedFile(s.source, reason) for s in series)
+        head = series[0].header
+        skipped.append(SkippedFile(series[0].source, _ignore_reason(rec, series, chosen, candidates),
+                                   series_uid=uid, series_number=str(head.get("SeriesNumber", "") or ""),
+                                   series_description=str(head.get("SeriesDescription", "") or ""),
+                                   role=rec.role, rule=rec.rule, files=tuple(s.source for s in series)))
     if chosen is None:
         return None
     ambiguous = [c for c in candidates if c is not chosen and c.rank()[:2] == chosen.rank()[:2]]
@@ -318,17 +322,16 @@ _ROLE_REASONS = {
 
 def _ignore_reason(rec: SeriesRecognition, series: list[ParsedSlice], chosen: _Candidate | None,
                    candidates: list[_Candidate]) -> str:
-    """Why a series was not analysed, with the rule that recognised it."""
-    by = f" [{rec.rule}]"
+    """Why a series was not analysed (the rule that recognised it is recorded beside the reason)."""
     if any(c.slices[0].sop_uid == series[0].sop_uid for c in candidates) and chosen is not None:
         h = chosen.slices[0].header
         return (f"another confidence series of this study was analysed (series {h.get('SeriesNumber', '?')} "
-                f"'{h.get('SeriesDescription', '')}', {chosen.encoding.value}){by}")
+                f"'{h.get('SeriesDescription', '')}', {chosen.encoding.value})")
     if rec.role == SeriesRole.CONFIDENCE_MAP.value and chosen is not None:
-        return "confidence map not at the analysed series' slice positions: not used" + by
+        return "confidence map not at the analysed series' slice positions: not used"
     default = ("unrecognised series: no vendor rule matched, no elastogram keyword in SeriesDescription/"
                "ProtocolName/ImageType and no confidence marking in the pixels")
-    return _ROLE_REASONS.get(rec.role, default) + by
+    return _ROLE_REASONS.get(rec.role, default)
 
 
 def _confidence_rule(cand: _Candidate) -> str:
@@ -419,4 +422,5 @@ def _elastogram(s: ParsedSlice, index: int, cand: _Candidate, settings: Settings
                       study_uid=str(s.header.get("StudyInstanceUID", "")),
                       patient_id=str(s.header.get("PatientID", "") or "anonymous"),
                       instance_number=s.instance_number, position_mm=s.position_mm, profile=profile,
-                      kpa_per_unit=per_unit, encoding=cand.encoding, source=s.source, header=s.header)
+                      kpa_per_unit=per_unit, encoding=cand.encoding, source=s.source, header=s.header,
+                      frame_number=s.frame_number)

@@ -23,7 +23,15 @@ Source = Union[Path, str, tuple[str, bytes]]
 
 
 class DicomInputError(ValueError):
-    """A file that cannot be analysed; the message says why and what to do."""
+    """A file that cannot be analysed; the message says why and what to do.
+
+    ``header`` is the file's header when it could be read (so that files of one series left out for
+    the same reason are reported as one series), ``role`` what the file was recognised as.
+    """
+
+    def __init__(self, message: str, header: object = None, role: str = "") -> None:
+        super().__init__(message)
+        self.header, self.role = header, role
 
 
 _Item = Union[SkippedFile, tuple[str, Callable[[], bytes]]]

@@ -30,7 +30,9 @@ SLICE_COLUMNS: tuple[str, ...] = (
     "n_pixels", "area_cm2", "mean_kpa", "median_kpa", "sd_kpa", "iqr_kpa", "p25_kpa", "p75_kpa",
     "confidence_area_cm2", "qc_flags",
 )  # fmt: skip
-SKIPPED_COLUMNS: tuple[str, ...] = ("file", "reason")
+SKIPPED_COLUMNS: tuple[str, ...] = (
+    "file", "reason", "series_number", "series_description", "role", "rule", "n_files", "files",
+)  # fmt: skip
 
 
 
@@ -137,12 +139,18 @@ def slices_table(results: Sequence[StudyResult]) -> pd.DataFrame:
 
 
 def skipped_table(skipped: Sequence[SkippedFile]) -> pd.DataFrame:
-    """Files (or series) not analysed, columns ``file, reason`` (also when there are none).
+    """One row per series (or per file, when no series could be read) not analysed, and why.
 
-    >>> list(skipped_table([]).columns)
+    Columns :data:`SKIPPED_COLUMNS` (also when there are none): ``file`` is the first file,
+    ``files`` all files of the series joined by ``;``, ``role`` what the series was recognised as
+    and ``rule`` the vendor rule (or ``fallback: …``) that said so.
+
+    >>> list(skipped_table([]).columns)[:2]
     ['file', 'reason']
     """
-    return pd.DataFrame([(s.file, s.reason) for s in skipped], columns=list(SKIPPED_COLUMNS))
+    rows = [(s.file, s.reason, s.series_number, s.series_description, s.role, s.rule, s.n_files,
+             ";".join(s.files) if s.files else s.file) for s in skipped]
+    return pd.DataFrame(rows, columns=list(SKIPPED_COLUMNS))
 
 
 def file_stem(result: StudyResult) -> str:

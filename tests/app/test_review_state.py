@@ -120,18 +120,21 @@ def test_another_staging_table_restages_without_the_model() -> None:
     assert rdes.stage.table == "rdes149"
 
 
-def test_skipped_files_are_grouped_by_folder_and_reason() -> None:
-    skipped = [SkippedFile(f"P1/SE4/IM{i}.dcm", "magnitude images, not an elastogram") for i in range(5)]
-    skipped.append(SkippedFile("notes.txt", "not a DICOM file"))
+def test_left_out_series_are_one_row_each_with_role_and_rule() -> None:
+    files = tuple(f"P1/SE4/IM{i}.dcm" for i in range(5))
+    skipped = [SkippedFile(files[0], "magnitude images, not an elastogram", series_uid="1.2.3", series_number="4",
+                           series_description="MRE_MAG", role="magnitude", rule="siemens.epi.magnitude", files=files),
+               SkippedFile("notes.txt", "not a DICOM file")]
     rows = skipped_summary(skipped)
-    assert rows[0]["where"] == "P1/SE4/" and rows[0]["files"] == 5 and rows[0]["examples"].endswith("…")
-    assert rows[1]["where"] == "notes.txt" and rows[1]["reason"] == "not a DICOM file"
+    assert rows[0]["series"] == "4 'MRE_MAG'" and rows[0]["files"] == 5 and rows[0]["examples"].endswith("…")
+    assert rows[0]["role"] == "magnitude" and rows[0]["rule"] == "siemens.epi.magnitude"
+    assert rows[1]["series"] == "notes.txt" and rows[1]["files"] == 1 and rows[1]["reason"] == "not a DICOM file"
 
 
 @pytest.mark.slow
 def test_analyze_for_review_matches_analyze_study(tmp_path) -> None:
     """The review path keeps the probabilities but must give the pipeline's numbers exactly."""
-    from app_support import TEST_MODEL, write_everything_liver_weights
+    from tests.app_support import TEST_MODEL, write_everything_liver_weights
 
     from mre_core.analysis.pipeline import analyze_study
     from mre_core.app.demo import demo_study

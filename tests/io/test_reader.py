@@ -28,7 +28,12 @@ def _only_study(result: ReadResult):
 
 
 def _reasons(result: ReadResult) -> dict[str, str]:
-    return {Path(s.file.split(":")[-1]).name: s.reason for s in result.skipped}
+    """File name → reason, for every file left out (a series entry lists all its files)."""
+    return {Path(f.split(":")[-1]).name: s.reason for s in result.skipped for f in (s.files or (s.file,))}
+
+
+def _n_files(result: ReadResult) -> int:
+    return sum(s.n_files for s in result.skipped)
 
 
 def _conf_study(tmp_path: Path, encoding: str = "hatch", n: int = 3, **kw) -> tuple[Path, list[np.ndarray]]:
@@ -79,7 +84,7 @@ def test_dicom_without_pixel_data_is_reported():
 
 def test_rgb_secondary_capture_is_reported():
     result = read_inputs([("shot.dcm", f.to_bytes(f.rgb_dataset()))], SETTINGS)
-    assert "RGB/colour image" in result.skipped[0].reason
+    assert "colour screen save (RGB)" in result.skipped[0].reason and "gray-scale stiffness series" in result.skipped[0].reason
 
 
 def test_ct_is_reported():
@@ -154,7 +159,8 @@ def test_confidence_series_is_found_and_decoded(tmp_path, encoding):
         assert agreement > (0.97 if encoding == "hatch" else 0.9999)
         assert np.all(np.isnan(e.kpa[~np.isfinite(e.kpa)]))
         assert "PixelData" not in e.header and e.header.SOPInstanceUID == e.sop_uid
-    assert all("magnitude images" in r for r in _reasons(result).values()) and len(result.skipped) == 3
+    assert all("magnitude images" in r for r in _reasons(result).values()) and _n_files(result) == 3
+    assert len(result.skipped) == 1, "the magnitude series is one entry"
 
 
 def test_hatch_pixels_are_nan_and_never_confident(tmp_path):
@@ -202,7 +208,7 @@ def test_unlinked_zero_filled_copy_of_a_plain_map_stays_zero_fill(tmp_path):
         f.write(ds, tmp_path / "conf" / str(i))
     result = read_inputs([tmp_path], SETTINGS)
     assert _only_study(result).series.encoding is ConfidenceEncoding.ZERO_FILL
-    assert all("without 95 % confidence map" in s.reason for s in result.skipped) and len(result.skipped) == 2
+    assert all("without 95 % confidence map" in s.reason for s in result.skipped) and _n_files(result) == 2
 
 
 def test_plain_elastogram_without_pair_is_reported(tmp_path):
@@ -293,7 +299,8 @@ def test_two_patients_with_several_series_are_grouped(tmp_path):
         _conf_study(tmp_path / pid, "zero", n=2, patient_id=pid)
     result = read_inputs([tmp_path], SETTINGS)
     assert sorted(s.patient_id for s in result.studies) == ["A", "B"]
-    assert all(len(s.series.slices) == 2 for s in result.studies) and len(result.skipped) == 4
+    assert all(len(s.series.slices) == 2 for s in result.studies) and _n_files(result) == 4
+    assert len(result.skipped) == 2, "one entry per series left out"
 
 
 def test_folder_recursion_files_without_extension_hidden_and_dicomdir(tmp_path):

@@ -75,9 +75,10 @@ def test_mmdi_stiffness_is_measured_in_pa_with_the_confidence_map_region(tmp_pat
         assert np.array_equal(e.confidence, truth[f"{i}"])
         assert np.nanmax(e.kpa) == pytest.approx(truth["pa"][i] / 1000, abs=1e-3)  # 32766 never a value
         assert np.isnan(e.kpa[20, 14])
-    reasons = {s.file.split("/")[-1].split("_")[0]: s.reason for s in result.skipped}
-    assert set(reasons) == {"wave"}, "the Confidence series is used as the region, not skipped or measured"
-    assert "wave" in reasons["wave"] and "mmdi.shear_wave" in reasons["wave"]
+    assert len(result.skipped) == 1, "one entry per series; the Confidence series is the region, not skipped"
+    wave = result.skipped[0]
+    assert wave.series_description == "Shear Wave" and wave.n_files == 3
+    assert wave.role == "wave" and wave.rule == "mmdi.shear_wave" and "not an elastogram" in wave.reason
 
 
 def test_mmdi_at_a_siemens_site_is_still_pa_not_kpa_x100(tmp_path: Path) -> None:
@@ -91,8 +92,9 @@ def test_a_confidence_map_alone_is_never_measured_as_stiffness(tmp_path: Path) -
     _mmdi_study(tmp_path, with_stiffness=False)
     result = read_inputs([tmp_path], Settings())
     assert result.studies == ()
-    conf_reasons = [s.reason for s in result.skipped if "conf_" in s.file]
-    assert conf_reasons and all("confidence map: never measured as stiffness" in r for r in conf_reasons)
+    conf = [s for s in result.skipped if s.series_description == "Confidence"]
+    assert len(conf) == 1 and conf[0].n_files == 3 and conf[0].rule == "mmdi.confidence"
+    assert conf[0].reason.startswith("confidence map: never measured as stiffness")
 
 
 def test_an_unnamed_series_valued_like_a_confidence_map_is_not_stiffness(tmp_path: Path) -> None:
@@ -108,7 +110,8 @@ def test_an_unnamed_series_valued_like_a_confidence_map_is_not_stiffness(tmp_pat
         fx.write(ds, tmp_path / f"s{i}.dcm")
     result = read_inputs([tmp_path], Settings())
     assert result.studies == ()
-    assert all("confidence map" in s.reason and "fallback" in s.reason for s in result.skipped)
+    assert len(result.skipped) == 1 and result.skipped[0].role == "confidence_map"
+    assert result.skipped[0].rule.startswith("fallback") and "confidence map" in result.skipped[0].reason
 
 
 def test_a_keyword_choice_is_recorded_and_flagged_as_fallback(phantom_studies: dict[str, Path]) -> None:

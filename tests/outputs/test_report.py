@@ -98,7 +98,8 @@ def test_skipped_csv_has_header_even_when_empty(tmp_path: Path) -> None:
 def test_skipped_csv_keeps_reasons_utf8(tmp_path: Path) -> None:
     skipped = [SkippedFile("a/b.dcm", "elastogram without 95 % confidence map — ignored")]
     table = _read_csv(write_csvs([], skipped, tmp_path)["skipped"])
-    assert table.to_dict("records") == [{"file": "a/b.dcm", "reason": skipped[0].reason}]
+    row = table.to_dict("records")[0]
+    assert (row["file"], row["reason"], row["files"], row["n_files"]) == ("a/b.dcm", skipped[0].reason, "a/b.dcm", "1")
 
 
 def test_seg_round_trip_references_sources_and_masks_are_exact(result: StudyResult) -> None:
