@@ -330,10 +330,14 @@ def looks_like_confidence_map(stack: np.ndarray) -> bool:
 
 
 def saturated_pixels(stored: np.ndarray, header_bits: int, signed: bool) -> np.ndarray:
-    """bool [H,W]: pixels at (or one below) the largest value the stored bits can hold.
+    """bool [H,W]: pixels of a 16-bit map at (or one below) the largest value it can hold.
 
     Burned-in annotation text is stored saturated (Resoundant MMDI writes 32766 in a signed 16-bit
-    map); such pixels carry no stiffness and must never enter a mean.
+    map); such pixels carry no stiffness and must never enter a mean. Maps with fewer stored bits
+    are left alone: there the ceiling (e.g. 4095) is reachable by stiff tissue clipped by the
+    scanner, which is a value, not text (a cross-hatch at the ceiling is removed by its decoder).
     """
+    if header_bits < 16:
+        return np.zeros(np.shape(stored), dtype=bool)
     top = (1 << (header_bits - 1)) - 1 if signed else (1 << header_bits) - 1
     return np.asarray(stored) >= top - 1

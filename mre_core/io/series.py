@@ -408,7 +408,7 @@ def _elastogram(s: ParsedSlice, index: int, cand: _Candidate, settings: Settings
     kpa[conf.saturated_pixels(stored, bits, signed)] = np.nan  # burned-in annotation text, never a value
     if cand.encoding is ConfidenceEncoding.CROSS_HATCH and cand.hatch_value is not None:
         hatch = conf.decode_hatch(stored, cand.hatch_value, period_hint=period)
-        kpa[hatch.hatch_pixels] = np.nan
+        kpa[hatch.hatch_pixels | (stored == cand.hatch_value)] = np.nan  # the hatch value is never a stiffness
         confidence = conf.body_mask(stored) & ~hatch.hatched_area
     elif cand.encoding is ConfidenceEncoding.PAIRED_SERIES:
         confidence = conf.decode_pair(stored, s.stored)

@@ -26,6 +26,7 @@ from mre_core.config import Settings
 from mre_core.model.dataset import PatientRecord, cohort_records, load_truth, read_patient
 from mre_core.model.network import LoadedModel, load_model
 from mre_core.stats.agreement import agreement, bootstrap_ci, dice, iou
+from mre_core.stats.roi_safety import roi_safety, safety_summary
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,9 @@ class SliceScore:
     manual_stage: str
     dice: float
     iou: float
+    outside_liver_fraction: float  #: share of ROI pixels outside the true liver (NaN: empty ROI)
+    near_edge_fraction: float  #: share of ROI pixels within 1 cm of the liver edge
+    empty_roi: bool
 
 
 def score_patient(record: PatientRecord, model: LoadedModel, settings: Settings) -> tuple[list[SliceScore], dict]:
@@ -43,8 +47,16 @@ def score_patient(record: PatientRecord, model: LoadedModel, settings: Settings)
     result = analyze_study(study, model, settings)
     truth = load_truth(record.truth_path)
     manual_stage = record.row.get("manual_stage", "")
-    scores = [SliceScore(record.patient_id, s.sop_uid, manual_stage, dice(s.roi, truth[s.sop_uid].expert_roi),
-                         iou(s.roi, truth[s.sop_uid].expert_roi)) for s in result.slices if s.sop_uid in truth]
+    spacing = {e.sop_uid: e.pixel_spacing_mm for e in study.series.slices}
+    scores = []
+    for s in result.slices:
+        if s.sop_uid not in truth:
+            continue
+        t = truth[s.sop_uid]
+        safety = roi_safety(s.roi, t.liver_mask, spacing[s.sop_uid])
+        scores.append(SliceScore(record.patient_id, s.sop_uid, manual_stage, dice(s.roi, t.expert_roi),
+                                 iou(s.roi, t.expert_roi), safety.outside_liver_fraction, safety.near_edge_fraction,
+                                 safety.empty))
     row = {
         "patient_id": record.patient_id, "split": record.split, "manual_kpa": float(record.row["manual_kpa"]),
         "auto_kpa": result.stiffness_kpa, "manual_stage": manual_stage,
@@ -98,6 +110,18 @@ def stiffness_summary(patients: pd.DataFrame, table: StagingTable) -> dict:
     return d
 
 
+def roi_safety_summary(slices: pd.DataFrame, patients: pd.DataFrame, table: StagingTable) -> dict:
+    """ROI-safety over slices plus F2 false positives over patients (manual < F2, automatic >= F2)."""
+    out = safety_summary(slices["outside_liver_fraction"].to_numpy(), slices["near_edge_fraction"].to_numpy(),
+                         slices["empty_roi"].to_numpy())
+    f2 = table.cutoffs[1].lower_kpa
+    manual_neg = patients["manual_kpa"] < f2
+    auto_pos = patients["auto_kpa"] >= f2
+    out["f2_negatives"] = int(manual_neg.sum())
+    out["f2_false_positives"] = int((manual_neg & auto_pos).sum())
+    return out
+
+
 def baseline_table(patients: pd.DataFrame, table: StagingTable) -> dict:
     """The paper's Table 2 quantities for one split."""
     def mean_sd(col: str) -> list[float]:
@@ -133,6 +157,7 @@ def evaluate(data_dir: Path, settings: Settings, splits: tuple[str, ...] = ("tra
             "segmentation": segmentation_summary(slices),
             "stiffness": stiffness_summary(patients, settings.staging),
             "baseline": baseline_table(patients, settings.staging),
+            "roi_safety": roi_safety_summary(slices, patients, settings.staging),
             "median_runtime_s": float(patients["runtime_s"].median()),
             "_patients": patients, "_slices": slices,
         }
@@ -159,6 +184,9 @@ def run_cli(args: argparse.Namespace) -> int:
     (args.out / f"metrics_{settings.model_name}.json").write_text(json.dumps(res, indent=2, default=float) + "\n")
     for split, block in res["splits"].items():
         seg, st = block["segmentation"]["overall"], block["stiffness"]
+        safe = block["roi_safety"]
         print(f"{split}: Dice {seg['dice']['mean']:.4f} [{seg['dice']['ci_low']:.4f}, {seg['dice']['ci_high']:.4f}]  "
-              f"r {st['pearson']['r']:.3f}  ICC {st['icc']['value']:.3f}  kappa {st['kappa_linear']:.3f}")
+              f"r {st['pearson']['r']:.3f}  ICC {st['icc']['value']:.3f}  kappa {st['kappa_linear']:.3f}  "
+              f"ROI outside liver {safe['outside_liver_mean']:.3f} (slices >10 %: {safe['slices_over_10pct_outside']})  "
+              f"F2 false positives {safe['f2_false_positives']}/{safe['f2_negatives']}")
     return 0
