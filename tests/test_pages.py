@@ -84,6 +84,8 @@ def test_upload_phantom_shows_stage_and_kpa_then_saves_revisions(env: str, phant
     assert _metric(at, "Fibrosis stage") == f"Stage: {expected.stage.stage.label}"
     assert _metric(at, "Significant fibrosis").startswith("Yes" if expected.stage.significant_fibrosis else "No")
     assert any("Model" in m.value and TEST_MODEL in m.value for m in at.markdown)
+    rule = expected.study.series.series_rule
+    assert rule and any("Series measured" in m.value and rule in m.value for m in at.markdown)
     assert [d.label for d in at.get("download_button")] == ["Study CSV", "Slices CSV", "PDF report", "DICOM SEG",
                                                              "DICOM SR", "Overlay PNG"]
 

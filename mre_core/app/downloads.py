@@ -1,0 +1,52 @@
+"""The Review page's downloads: study and slices CSV, PDF report, DICOM SEG and SR, overlay PNG.
+
+Owns the six download buttons (keys ``dl_study``, ``dl_slices``, ``dl_pdf``, ``dl_seg``, ``dl_sr``,
+``dl_png``) of the reviewed study. The bytes come from :mod:`.exports`; the review status printed
+on the PDF and whether the SR is VERIFIED come from :mod:`.review_status`. The PDF and PNG are
+built only when clicked (callables); a failing SEG/SR export is shown in place of its buttons.
+"""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from mre_core.analysis.pipeline import StudyResult
+from mre_core.app import exports
+from mre_core.app import review_status as rst
+from mre_core.app.review_state import ReviewEdits
+from mre_core.app.review_status import ReviewStatus
+
+ICON = ":material/download:"
+
+
+def pdf_help(status: ReviewStatus) -> str:
+    """The PDF button's help: what the report holds and the study's status."""
+    return f"One page: images, per-slice table, stiffness, stage with cut-offs, QC; {rst.status_label(status)}"
+
+
+def download_buttons(reviewed: StudyResult, edits: ReviewEdits, status: ReviewStatus) -> None:
+    """Two rows of three buttons: CSVs and PDF, then SEG, SR and the overlay PNG."""
+    stem = exports.file_stem(reviewed)
+    label = rst.status_label(status)
+    d = st.columns(3)
+    d[0].download_button("Study CSV", exports.study_csv(reviewed, edits, status.saved_revision),
+                         f"{stem}_study.csv", "text/csv", icon=ICON, key="dl_study", on_click="ignore")
+    d[1].download_button("Slices CSV", exports.slices_csv(reviewed), f"{stem}_slices.csv", "text/csv",
+                         icon=ICON, key="dl_slices", on_click="ignore")
+    d[2].download_button("PDF report", lambda: exports.pdf_bytes(reviewed, edits, label), f"{stem}_report.pdf",
+                         "application/pdf", icon=":material/picture_as_pdf:", key="dl_pdf", on_click="ignore",
+                         help=pdf_help(status))
+    d = st.columns(3)
+    try:
+        seg, sr = exports.seg_and_sr_bytes(reviewed, verifying_observer=rst.verifying_observer(status))
+        d[0].download_button("DICOM SEG", seg, f"{stem}_roi_seg.dcm", "application/dicom",
+                             icon=ICON, key="dl_seg", on_click="ignore")
+        d[1].download_button("DICOM SR", sr, f"{stem}_sr.dcm", "application/dicom", icon=ICON,
+                             key="dl_sr", on_click="ignore", help=rst.sr_help(status))
+    except Exception as exc:  # noqa: BLE001 - shown, the rest of the page still works
+        d[0].error(f"DICOM SEG/SR unavailable: {exc}")
+    d[2].download_button("Overlay PNG", lambda: exports.overlay_png_bytes(reviewed), f"{stem}_overlay.png",
+                         "image/png", icon=ICON, key="dl_png", on_click="ignore")
+
+
+__all__ = ["download_buttons", "pdf_help"]

@@ -1,0 +1,128 @@
+"""The Review page's slice viewer: view options, per-slice overlay figures and numbers, the slice table.
+
+Owns the view widgets (layout, ROI opacity, confidence / ROI / model-mask toggles, the slice
+picker: :func:`view_options`), the boxes each slice is drawn in (:func:`slice_boxes`), the
+overlay figure and numbers of each shown slice (:func:`show_slices`) and the *All slices* table
+(:func:`show_slice_table`). The per-slice edit widgets that sit in the boxes belong to
+:mod:`.review_panel`. Texts and rows are pure functions (:func:`slice_labels`,
+:func:`slice_numbers_text`, :func:`slice_rows`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+import streamlit as st
+from streamlit.delta_generator import DeltaGenerator
+
+from mre_core.analysis.pipeline import StudyResult
+from mre_core.analysis.stiffness import SliceResult
+from mre_core.app.figures import elastogram_figure
+from mre_core.app.review_status import fmt
+
+ONE_AT_A_TIME = "One slice at a time"
+SIDE_BY_SIDE = "Side by side"
+
+
+@dataclass(frozen=True)
+class ViewOptions:
+    """How the slices are shown this run."""
+
+    layout: str  #: :data:`ONE_AT_A_TIME` or :data:`SIDE_BY_SIDE`
+    opacity: float  #: ROI fill opacity, 0–1
+    show_confidence: bool
+    show_roi: bool
+    show_predicted: bool
+    shown: list[int]  #: indices of the slices drawn, in order
+    labels: list[str]  #: one label per slice of the study
+
+    @property
+    def side_by_side(self) -> bool:
+        return self.layout == SIDE_BY_SIDE
+
+
+def slice_labels(result: StudyResult) -> list[str]:
+    """``"1 · z 12 mm"`` for each slice."""
+    return [f"{i + 1} · z {s.position_mm:.0f} mm" for i, s in enumerate(result.slices)]
+
+
+def view_options(result: StudyResult, skey: str) -> ViewOptions:
+    """The view widgets (and, one slice at a time, the slice picker ``rv_slice|<study>``)."""
+    opts = st.columns([2, 2, 1, 1, 1])
+    layout = opts[0].segmented_control("Layout", [ONE_AT_A_TIME, SIDE_BY_SIDE], default=ONE_AT_A_TIME,
+                                       key="rv_layout") or ONE_AT_A_TIME
+    opacity = opts[1].slider("ROI opacity", 0.0, 1.0, 0.45, 0.05, key="rv_opacity")
+    show_conf = opts[2].toggle("Confidence", True, key="rv_conf", help="Outline of the 95 % confidence region (yellow)")
+    show_roi = opts[3].toggle("ROI", True, key="rv_roi", help="Final ROI, red fill")
+    show_pred = opts[4].toggle("Model mask", False, key="rv_pred",
+                               help="Model liver mask before ∩ confidence (dotted)")
+    n = len(result.slices)
+    labels = slice_labels(result)
+    if layout == SIDE_BY_SIDE:
+        shown = list(range(n))
+    else:
+        shown = [st.radio("Slice", range(n), format_func=lambda i: labels[i], horizontal=True,
+                          key=f"rv_slice|{skey}")]
+    return ViewOptions(layout, opacity, show_conf, show_roi, show_pred, shown, labels)
+
+
+def slice_boxes(view: ViewOptions, n: int) -> tuple[Any, Any]:
+    """Containers for each shown slice: ``(figure boxes, edit boxes)``, both indexed by slice."""
+    if view.side_by_side:
+        cols = st.columns(min(n, 3))
+        boxes = [cols[i % len(cols)].container(border=True) for i in range(n)]
+        return [b.container() for b in boxes], [b.expander("Edit ROI") for b in boxes]
+    left, right = st.columns([3, 1])
+    first = view.shown[0]
+    return {first: left.container()}, {first: right.container(border=True)}
+
+
+def slice_numbers_text(s: SliceResult) -> str:
+    """The markdown line under a slice: mean, median, SD, IQR, ROI and confidence areas, exclusion."""
+    st_ = s.stats
+    return (f"**Mean {fmt(st_.mean_kpa, 'kPa')}** · median {fmt(st_.median_kpa)} · SD {fmt(st_.sd_kpa)} · "
+            f"IQR {fmt(st_.iqr_kpa)} · ROI {fmt(st_.area_cm2, 'cm²', 1)} · "
+            f"confidence {fmt(s.confidence_area_cm2, 'cm²', 1)}"
+            + ("  \n:orange[**Excluded from the study value**]" if s.excluded else ""))
+
+
+def _slice_numbers(s: SliceResult, box: DeltaGenerator) -> None:
+    box.markdown(slice_numbers_text(s))
+    for f in s.qc_flags:
+        box.caption(f":warning: {f.explanation}")
+
+
+def show_slices(reviewed: StudyResult, view: ViewOptions, skey: str, fig_boxes: Any, ctl_boxes: Any) -> None:
+    """Each shown slice's overlay figure (``fig|<study>|<i>``) and its numbers."""
+    elastograms = reviewed.study.series.slices
+    for i in view.shown:
+        s, e = reviewed.slices[i], elastograms[i]
+        box = fig_boxes[i]
+        fig = elastogram_figure(e, s, roi_opacity=view.opacity, show_confidence=view.show_confidence,
+                                show_roi=view.show_roi, show_predicted=view.show_predicted,
+                                height=300 if view.side_by_side else 460,
+                                title=view.labels[i] if view.side_by_side else None)
+        box.plotly_chart(fig, key=f"fig|{skey}|{i}", config={"displaylogo": False}, width="stretch")
+        _slice_numbers(s, box if view.side_by_side else ctl_boxes[i])
+
+
+def slice_rows(reviewed: StudyResult) -> list[dict[str, Any]]:
+    """One row per slice for the *All slices* table (kPa, cm², whether used, QC flags)."""
+    return [{
+        "slice": i + 1, "z (mm)": round(s.position_mm, 1), "used": "no" if not s.usable else "yes",
+        "mean kPa": round(s.stats.mean_kpa, 2), "median kPa": round(s.stats.median_kpa, 2),
+        "SD kPa": round(s.stats.sd_kpa, 2), "IQR kPa": round(s.stats.iqr_kpa, 2),
+        "ROI cm²": round(s.stats.area_cm2, 1),
+        "QC": ", ".join(f.value for f in s.qc_flags) or "ok"} for i, s in enumerate(reviewed.slices)]
+
+
+def show_slice_table(box: DeltaGenerator, reviewed: StudyResult, view: ViewOptions) -> None:
+    """The *All slices (table)* expander, open unless the slices are side by side."""
+    with box.expander("All slices (table)", expanded=not view.side_by_side):
+        st.dataframe(pd.DataFrame(slice_rows(reviewed)), hide_index=True, width="stretch")
+
+
+__all__ = ["ONE_AT_A_TIME", "SIDE_BY_SIDE", "ViewOptions", "show_slice_table", "show_slices", "slice_boxes",
+           "slice_labels", "slice_numbers_text", "slice_rows", "view_options"]
