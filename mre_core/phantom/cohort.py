@@ -137,10 +137,25 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
                    help="the paper's cohort: 319 patients, 91 train / 228 test, >= F2 in 76 %% / 52 %%")
     p.add_argument("--contact-sheet", action="store_true", help="also write OUT/contact_sheet.png")
     p.add_argument("--workers", type=int, default=None, help="worker processes (default: CPU count, at most 4)")
+    p.add_argument("--layout", default=None, metavar="NAME",
+                   help="write real-scanner output layouts instead (mre_core.phantom.layouts): a layout name, "
+                        "'all' (each in turn) or 'list' (print the names)")
 
 
 def run_cli(args: argparse.Namespace) -> int:
     """Run the ``phantom`` verb; returns the exit code."""
+    if getattr(args, "layout", None):
+        from mre_core.phantom.layouts import LAYOUTS, generate_layout_cohort
+
+        if args.layout == "list":
+            print("\n".join(LAYOUTS))
+            return 0
+        if args.layout != "all" and args.layout not in LAYOUTS:
+            print(f"unknown layout {args.layout!r}; one of: all, {', '.join(LAYOUTS)}")
+            return 2
+        table = generate_layout_cohort(args.out, args.layout, args.patients, args.seed)
+        print(f"wrote {len(table)} studies in layout {args.layout} to {args.out}")
+        return 0
     cohort = generate_cohort(args.out, args.patients, args.seed, args.like_paper, workers=args.workers)
     print(f"wrote {len(cohort)} studies to {args.out} "
           f"({(cohort['split'] == 'train').sum()} train / {(cohort['split'] == 'test').sum()} test)")
