@@ -290,8 +290,9 @@ def _candidates(classified: dict[str, tuple[SeriesRecognition, _Candidate | None
         series = series_slices[uid]
         if uid in pairable:
             full = _find_full_map(series, [series_slices[o] for o in pairable if o != uid])
+            masked = rec.role == SeriesRole.MASKED_STIFFNESS.value  # a rule says it is the masked copy
             if full is not None and (cand is None or cand.encoding is not ConfidenceEncoding.ZERO_FILL
-                                     or _pair_needed(series, full)):
+                                     or masked or _pair_needed(series, full)):
                 cand = _Candidate(tuple(series), ConfidenceEncoding.PAIRED_SERIES, rec, full_map=full)
         if maps and (rec.role == SeriesRole.STIFFNESS.value or rec.role == "plain"
                      or (cand is not None and cand.encoding is ConfidenceEncoding.NONE)):

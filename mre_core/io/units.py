@@ -20,7 +20,9 @@ from mre_core.io.elastogram import VendorProfile
 
 logger = logging.getLogger(__name__)
 
-#: unknown manufacturer, no RWVM: median non-zero value at or below this → kPa x 100, above → Pa
+#: unknown manufacturer, no RWVM: median non-zero (rescaled) value below this → kPa (a liver is 1-15 kPa) …
+AUTO_KPA_MAX_MEDIAN = 30.0
+#: … at or below this → kPa x 100 (100-1500 for a liver), above → Pa (1000-15000)
 AUTO_KPA100_MAX_MEDIAN = 1000.0
 
 
@@ -59,7 +61,7 @@ def to_kpa(values: np.ndarray, ds_header: Dataset, settings: Settings,
     -----
     Order: explicit profile; RWVM with UCUM ``kPa``/``Pa`` (applied to stored values, as
     the standard defines it); Manufacturer SIEMENS (kPa x 100) or GE (Pa); otherwise the
-    median non-zero value decides: <= 1000 → kPa x 100 (up to 10 kPa), above → Pa. That
+    median non-zero value decides: < 30 → kPa, <= 1000 → kPa x 100 (up to 10 kPa), above → Pa. That
     guess is logged; a study with stiff livers on an unknown scanner can be misread, so
     the profile is always shown and the user can override it.
     """
@@ -109,10 +111,15 @@ def _auto_profile(ds: Dataset, hint: np.ndarray) -> tuple[VendorProfile, float]:
     values = _rescaled(np.asarray(hint), ds)
     nonzero = values[values != 0]
     median = float(np.median(nonzero)) if nonzero.size else 0.0
-    profile = VendorProfile.SIEMENS if median <= AUTO_KPA100_MAX_MEDIAN else VendorProfile.GE
-    logger.warning("unknown manufacturer %r and no RealWorldValueMapping: median value %.0f → profile %s "
+    if median < AUTO_KPA_MAX_MEDIAN:
+        profile, factor = VendorProfile.KPA, 1.0
+    elif median <= AUTO_KPA100_MAX_MEDIAN:
+        profile, factor = VendorProfile.SIEMENS, 0.01
+    else:
+        profile, factor = VendorProfile.GE, 0.001
+    logger.warning("unknown manufacturer %r and no RealWorldValueMapping: median value %.3g → profile %s "
                    "(set the profile explicitly if this is wrong)", maker, median, profile.value)
-    return profile, 0.01 if profile is VendorProfile.SIEMENS else 0.001
+    return profile, factor
 
 
 def profile_note(ds: Dataset, settings: Settings, rule: str | None = None, rule_unit: str | None = None) -> str:

@@ -26,6 +26,7 @@ class TruthSlice:
     expert_roi: np.ndarray  #: bool [H, W]
     liver_mask: np.ndarray  #: bool [H, W]
     manual_kpa: float
+    confidence: np.ndarray | None = None  #: bool [H, W], the true 95 % confidence region (when recorded)
 
 
 @dataclass(frozen=True)
@@ -61,11 +62,19 @@ def patient_split(patients: list[PatientRecord], val_fraction: float, seed: int)
 
 
 def load_truth(path: Path) -> dict[str, TruthSlice]:
-    """Truth slices of one patient keyed by SOP Instance UID."""
+    """Truth slices of one patient keyed like the reader keys slices.
+
+    The key is the SOP Instance UID, or ``<SOPInstanceUID>#<frame>`` for a frame of a multi-frame
+    (Enhanced MR) source (``frame_numbers`` in the file), as :attr:`Elastogram.sop_uid` is.
+    """
     with np.load(path, allow_pickle=False) as z:
         uids = [str(u) for u in z["sop_uids"]]
+        if "frame_numbers" in z.files:
+            uids = [f"{u}#{int(f)}" if int(f) > 0 else u for u, f in zip(uids, z["frame_numbers"])]
+        conf = z["confidence"].astype(bool) if "confidence" in z.files else None
         return {u: TruthSlice(u, z["expert_roi"][i].astype(bool), z["liver_mask"][i].astype(bool),
-                              float(z["manual_kpa"][i])) for i, u in enumerate(uids)}
+                              float(z["manual_kpa"][i]), None if conf is None else conf[i])
+                for i, u in enumerate(uids)}
 
 
 def read_patient(record: PatientRecord, settings: Settings) -> StudyInput:
