@@ -15,13 +15,14 @@ $(STAMP): requirements.txt
 
 setup: $(STAMP)
 
-## Debian packages: chromium (real-browser test) and dcmtk (storescu/dcmsend/echoscu/dsrdump for the
-## DICOM listener tests and the README example); skipped when both are already there
+## Debian packages: chromium (real-browser test), dcmtk (storescu/dcmsend/echoscu/dsrdump for the
+## DICOM listener tests and the README example) and dicom3tools (dciodvfy, the DICOM validator the
+## SEG/SR tests run); skipped when all three are already there
 system-deps:
-	@test -x /usr/bin/chromium -a -x /usr/bin/storescu -a -x /usr/bin/dsrdump || { \
+	@test -x /usr/bin/chromium -a -x /usr/bin/storescu -a -x /usr/bin/dsrdump -a -x /usr/bin/dciodvfy || { \
 	  SUDO=$$(test "$$(id -u)" -eq 0 || echo sudo); \
 	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get update && \
-	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y chromium dcmtk; }
+	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y chromium dcmtk dicom3tools; }
 
 ## Start the web app on http://localhost:8501 (demo data, SQLite, shipped weights)
 run: setup

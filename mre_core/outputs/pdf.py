@@ -146,6 +146,22 @@ def _meta(result: StudyResult, keyword: str) -> str:
     return str(value or "")
 
 
+NO_PATIENT_ID = "none (not in the DICOM header)"  #: what the report says for a de-identified exam
+
+
+def patient_id_shown(result: StudyResult) -> str:
+    """The PatientID the report shows: the source header's, as in the SEG and SR.
+
+    A de-identified exam has none (absent or empty) and the report then says so, rather than
+    showing the reader's grouping placeholder ("anonymous") as if it were an identifier; without
+    any kept header, the result's own patient ID is shown.
+    """
+    header = result.study.series.slices[0].header if result.study.series.slices else None
+    if header is None:
+        return result.patient_id
+    return str(header.get("PatientID", "") or "").strip() or NO_PATIENT_ID
+
+
 def _date(da: str) -> str:
     """DICOM DA ``YYYYMMDD`` as ``YYYY-MM-DD``; anything else unchanged."""
     return f"{da[:4]}-{da[4:6]}-{da[6:]}" if len(da) == 8 and da.isdigit() else da
@@ -155,7 +171,7 @@ def _header_blocks(result: StudyResult, width: float) -> tuple[list[_Block], lis
     series = result.study.series
     left = [_block("Patient and study", 9, width, 1, bold=True)] + [
         _block(f"{label}: {value or '–'}", 7.5, width, 2) for label, value in (
-            ("Patient ID", result.patient_id), ("Name", _meta(result, "PatientName")),
+            ("Patient ID", patient_id_shown(result)), ("Name", _meta(result, "PatientName")),
             ("Study date", _date(_meta(result, "StudyDate"))), ("Accession", _meta(result, "AccessionNumber")),
             ("Manufacturer", series.manufacturer), ("Series", series.description),
         )
@@ -311,9 +327,11 @@ def build_pdf(result: StudyResult, *, reviewer: str = "", comment: str = "", man
     """The one-page PDF report as bytes; the PDF metadata (Subject, Keywords) names patient, value and stage."""
     fig = report_figure(result, reviewer=reviewer, comment=comment, manual_kpa=manual_kpa, status=status)
     stage_label = result.stage.stage.label if result.stage else "no stage"
-    metadata = {"Title": TITLE, "Author": "MRE Liver Review", "Subject": f"Patient {result.patient_id}, "
+    patient = patient_id_shown(result)
+    keywords = (patient if patient != NO_PATIENT_ID else "", stage_label, status, reviewer)
+    metadata = {"Title": TITLE, "Author": "MRE Liver Review", "Subject": f"Patient {patient}, "
                 f"study {result.study_uid}: {_kpa(result.stiffness_kpa)} kPa, {stage_label}",
-                "Keywords": "; ".join(k for k in (result.patient_id, stage_label, status, reviewer) if k)}  # fmt: skip
+                "Keywords": "; ".join(k for k in keywords if k)}  # fmt: skip
     buffer = io.BytesIO()
     fig.savefig(buffer, format="pdf", metadata=metadata)
     return buffer.getvalue()
@@ -328,4 +346,4 @@ def write_pdf(result: StudyResult, path: Path, *, reviewer: str = "", comment: s
     return path
 
 
-__all__ = ["TITLE", "build_pdf", "report_figure", "tile_grid", "wrap", "write_pdf"]
+__all__ = ["TITLE", "build_pdf", "patient_id_shown", "report_figure", "tile_grid", "wrap", "write_pdf"]

@@ -13,7 +13,8 @@ Document tree (built with highdicom; one SR per study)::
        │    Number of slices used; fibrosis stage F0..F4; significant fibrosis Yes/No
        │    TEXT: staging cut-offs, one per QC flag, or why there is no value
        └─ per slice with a non-empty ROI (TID 1410 planar ROI group)
-            referenced SEG frame (segment 1) + its source MR image
+            referenced SEG frame (frame number only, see :func:`referenced_segmentation_frame`)
+            + its source MR image
             Elasticity mean / median / SD (kPa), Area (cm2), excluded Yes/No, QC flags (TEXT)
 
 A study without a usable slice gets no Elasticity and no stage, only the text saying why:
@@ -24,6 +25,19 @@ Median, Standard Deviation, Area, Liver, Anatomical structure, Yes/No from SCT; 
 ``cm2``, ``{slices}``). There is none for MR elastography of the liver as a procedure, a fibrosis
 stage read from MRE, or our two study-level averages: those are defined once, below, in the
 private scheme :data:`PRIVATE_SCHEME` (``99MRELR``), declared in CodingSchemeIdentificationSequence.
+
+Validation: dciodvfy (dicom3tools) reports no errors. Its only warning on a normal SR is
+``Unrecognized defined term <99MRELR> for value 1 of attribute <Coding Scheme Designator>``, once
+per occurrence of a private code (and once for the CodingSchemeIdentificationSequence item that
+declares the scheme): dciodvfy knows the coding schemes of PS3.16 Table 8-1 and a fixed list of
+well-known private ones, and warns on any other designator even when it is declared in
+CodingSchemeIdentificationSequence (0008,0110) of the SOP Common module (PS3.3 C.12.1). A private
+scheme (designator "99…", PS3.16 Section 8) is the standard's own way to carry concepts it has no
+code for; each private code below was checked against the DCM, SCT,
+LOINC and UCUM concepts of PS3.16 (as shipped with pydicom) and none has a standard equivalent.
+A de-identified source adds dciodvfy's "needed to build DICOMDIR" warnings for the empty Patient
+ID / Study Date / Study Time / Study ID, which are type 2 here and are left empty on purpose
+(see :mod:`.seg`).
 
 Flags: completion is COMPLETE (every measurement this software makes is in the document); an
 automatic result is PRELIMINARY and UNVERIFIED; with ``verifying_observer`` (a signed-off review)
@@ -159,6 +173,31 @@ def _seg_frames_by_source(seg: Dataset) -> dict[str, int]:
     return frames
 
 
+def referenced_segmentation_frame(seg: Dataset, frame: int, header: Dataset) -> hd.sr.ReferencedSegmentationFrame:
+    """TID 1410 "Referenced Segmentation Frame" (DCM 121214) for SEG ``frame`` plus its "Source Image
+    for Segmentation" (DCM 121233), with Referenced Frame Number only.
+
+    highdicom's :class:`~highdicom.sr.ReferencedSegmentationFrame` always writes both Referenced
+    Frame Number (0008,1160) and Referenced Segment Number (0062,000B) into the IMAGE item. In the
+    Image Reference Macro of IMAGE content items (PS3.3 C.18.4, Table C.18.4-1, which includes the
+    Image SOP Instance Reference Macro, Table 10-3) Referenced Segment Number is type 1C, "required
+    if the Referenced SOP Instance is a Segmentation ... and Referenced Frame Number (0008,1160) is
+    not present", and a conditional attribute shall not be present when its condition is not met
+    (PS3.5 Section 7.4), which is dciodvfy's error. TID 1410 asks for a frame here, and a SEG frame
+    belongs to exactly one segment (its SegmentIdentificationSequence, segment 1 for us), so the
+    frame number alone identifies the region and the segment number is removed. highdicom reads the
+    item back all the same (``referenced_segment_numbers`` is then None).
+    """
+    reference = hd.sr.ReferencedSegmentationFrame(
+        sop_class_uid=seg.SOPClassUID, sop_instance_uid=seg.SOPInstanceUID, frame_number=frame, segment_number=1,
+        source_image=hd.sr.SourceImageForSegmentation.from_source_image(header),
+    )
+    item = reference[0].ReferencedSOPSequence[0]
+    if "ReferencedFrameNumber" in item and "ReferencedSegmentNumber" in item:
+        del item.ReferencedSegmentNumber
+    return reference
+
+
 def _slice_group(s: SliceResult, header: Dataset, seg: Dataset, frame: int,
                  algorithm: hd.sr.AlgorithmIdentification) -> hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations:
     st = s.stats
@@ -166,16 +205,12 @@ def _slice_group(s: SliceResult, header: Dataset, seg: Dataset, frame: int,
     measurements = [hd.sr.Measurement(ELASTICITY, _kpa(v), KPA, derivation=d) for v, d in values if math.isfinite(v)]
     if math.isfinite(st.area_cm2):
         measurements.append(hd.sr.Measurement(AREA, round(float(st.area_cm2), AREA_DECIMALS), CM2))
-    reference = hd.sr.ReferencedSegmentationFrame(
-        sop_class_uid=seg.SOPClassUID, sop_instance_uid=seg.SOPInstanceUID, frame_number=frame, segment_number=1,
-        source_image=hd.sr.SourceImageForSegmentation.from_source_image(header),
-    )
     group = hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations(
         tracking_identifier=hd.sr.TrackingIdentifier(
             uid=generate_uid(), identifier=f"liver ROI, slice #{s.instance_number}, z {s.position_mm:.1f} mm"),
-        referenced_segment=reference, finding_type=LIVER, finding_category=ANATOMICAL_STRUCTURE,
-        finding_sites=[hd.sr.FindingSite(LIVER)], algorithm_id=algorithm, measurements=measurements,
-        qualitative_evaluations=[_yes_no(EXCLUDED, s.excluded)],
+        referenced_segment=referenced_segmentation_frame(seg, frame, header), finding_type=LIVER,
+        finding_category=ANATOMICAL_STRUCTURE, finding_sites=[hd.sr.FindingSite(LIVER)], algorithm_id=algorithm,
+        measurements=measurements, qualitative_evaluations=[_yes_no(EXCLUDED, s.excluded)],
     )  # fmt: skip
     group[0].ContentSequence.extend(_qc_texts(s.qc_flags))
     return group
@@ -284,6 +319,4 @@ def write_sr(result: StudyResult, seg: Dataset, path: Path, **kwargs: Any) -> Pa
 
 
 
-
-
-__all__ = ["SrExportError", "build_sr", "cutoff_text", "sr_bytes", "write_sr"]
+__all__ = ["SrExportError", "build_sr", "cutoff_text", "referenced_segmentation_frame", "sr_bytes", "write_sr"]
