@@ -46,6 +46,10 @@ class Settings:
         measure stiffness in a fragment of a few pixels. 300 mm² (3 cm²) was chosen on a separate phantom
         tuning cohort (60 patients, seed 777; ``tools/tune_roi_rules.py``), never on the test split: mean
         slice Dice 0.899 at 50 mm², 0.901 at 200, 0.909 at 300, 0.910 at 400, 0.905 at 500 mm².
+    roi_guardrails:
+        Keep the automatic ROI to one predicted liver region and leave out of the study value a slice
+        whose automatic ROI is scattered, uncertain or on the spleen side
+        (:mod:`mre_core.analysis.guardrails`). Off only to measure what they change.
     min_roi_area_cm2:
         A slice whose final ROI is smaller than this is flagged ``SMALL_ROI``
         (and an empty ROI is flagged ``EMPTY_ROI`` and left out of the study value).
@@ -74,6 +78,7 @@ class Settings:
     custom_kpa_per_unit: float | None = None
     mask_threshold: float | None = None
     min_component_area_mm2: float = 300.0
+    roi_guardrails: bool = True
     min_roi_area_cm2: float = 2.0
     min_slices: int = 3
     max_slice_cv: float = 0.20
@@ -141,6 +146,10 @@ def _parse(name: str, raw: str) -> object:
         return int(raw)
     if name in ("device", "model_name", "profile", "db_url"):
         return raw
+    if name == "roi_guardrails":
+        if raw.lower() not in ("1", "0", "true", "false", "yes", "no", "on", "off"):
+            raise ValueError(f"MRE_{name.upper()}={raw!r}: use 1/0, true/false, yes/no or on/off")
+        return raw.lower() in ("1", "true", "yes", "on")
     try:
         return float(raw)
     except ValueError:

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import torch
 
+from mre_core.analysis.guardrails import main_region, roi_warnings
 from mre_core.analysis.preprocess import model_input, to_native_grid
 from mre_core.analysis.segment import final_roi, min_area_px, run_network
 from mre_core.analysis.staging import StageResult
@@ -95,10 +96,19 @@ def finish_study(
 
 
 def slice_result(e: Elastogram, probability: np.ndarray, threshold: float, settings: Settings) -> SliceResult:
-    """Threshold one slice's probability map, intersect with confidence, measure, flag."""
+    """Threshold one slice's probability map, keep one liver region ∩ confidence, measure, flag.
+
+    The guardrails of :mod:`mre_core.analysis.guardrails` leave a slice whose automatic ROI is
+    scattered, uncertain or off the liver's side out of the study value (with a QC flag).
+    """
     predicted = probability > threshold
-    roi = final_roi(predicted, e.confidence, e.kpa, min_area_px(settings.min_component_area_mm2, e.pixel_spacing_mm))
-    return measure_slice(e, roi, predicted, settings)
+    min_px = min_area_px(settings.min_component_area_mm2, e.pixel_spacing_mm)
+    if not settings.roi_guardrails:
+        return measure_slice(e, final_roi(predicted, e.confidence, e.kpa, min_px), predicted, settings)
+    roi = main_region(predicted, e.confidence, e.kpa, min_px)
+    warnings = roi_warnings(roi, predicted, probability, e.confidence, e.kpa, min_px)
+    result = measure_slice(e, roi, predicted, settings, excluded=bool(warnings))
+    return replace(result, qc_flags=(*result.qc_flags, *warnings)) if warnings else result
 
 
 def measure_slice(e: Elastogram, roi: np.ndarray, predicted: np.ndarray, settings: Settings,

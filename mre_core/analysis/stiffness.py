@@ -31,6 +31,9 @@ class QcFlag(str, Enum):
     AMBIGUOUS_SERIES = "ambiguous_series"
     FALLBACK_UNIT = "fallback_unit"
     SMALL_CONFIDENCE_REGION = "small_confidence_region"
+    ROI_SCATTERED = "roi_scattered"
+    ROI_UNCERTAIN = "roi_uncertain"
+    ROI_OFF_LIVER_SIDE = "roi_off_liver_side"
 
     @property
     def explanation(self) -> str:
@@ -53,6 +56,12 @@ _EXPLANATIONS = {
                           "manufacturer): check the unit profile.",
     QcFlag.SMALL_CONFIDENCE_REGION: "The 95 % confidence region covers under 5 % of the body section: the value "
                                     "rests on a small, possibly unrepresentative area.",
+    QcFlag.ROI_SCATTERED: "Automatic ROI unreliable — draw or check it: the model's liver region falls apart into "
+                          "several pieces; the slice is left out of the study value.",
+    QcFlag.ROI_UNCERTAIN: "Automatic ROI unreliable — draw or check it: the model was unsure inside the ROI; the "
+                          "slice is left out of the study value.",
+    QcFlag.ROI_OFF_LIVER_SIDE: "Automatic ROI unreliable — draw or check it: the ROI lies on the patient's left (spleen/"
+                               "stomach side), not where the liver usually is; the slice is left out of the study value.",
 }
 
 #: A study whose confidence region covers less than this share of the body section is flagged

@@ -30,9 +30,11 @@ from mre_core.analysis.pipeline import (
     analyze_study_keeping_probabilities,
     finish_study,
     measure_slice,
+    slice_result,
     with_marking_flag,
 )
-from mre_core.analysis.segment import adjust_roi, final_roi, min_area_px
+from mre_core.analysis.guardrails import UNRELIABLE
+from mre_core.analysis.segment import adjust_roi
 from mre_core.analysis.stiffness import SliceResult
 from mre_core.config import Settings
 from mre_core.io.elastogram import StudyInput
@@ -162,16 +164,19 @@ def _edited_slice(rs: ReviewableStudy, i: int, edits: ReviewEdits, settings: Set
     base = rs.result.slices[i]
     e = rs.result.study.series.slices[i]
     edit = edits.slice(base.sop_uid)
-    predicted, roi = base.predicted_mask, base.roi
-    if base.sop_uid in edits.roi_override:
+    if base.sop_uid in edits.roi_override:  # the reader's own ROI: no automatic guardrail applies
         roi = np.asarray(edits.roi_override[base.sop_uid], dtype=bool) & e.confidence & np.isfinite(e.kpa)
-    elif edit.threshold is not None and edit.threshold != rs.threshold:
-        predicted = rs.probabilities[i] > edit.threshold
-        roi = final_roi(predicted, e.confidence, e.kpa, min_area_px(settings.min_component_area_mm2,
-                                                                     e.pixel_spacing_mm))
-    if edit.grow_px:
-        roi = adjust_roi(roi, e.confidence, e.kpa, edit.grow_px)
-    return measure_slice(e, roi, predicted, settings, excluded=edit.excluded)
+        return measure_slice(e, adjust_roi(roi, e.confidence, e.kpa, edit.grow_px), base.predicted_mask, settings,
+                             excluded=edit.excluded)
+    auto = base
+    if edit.threshold is not None and edit.threshold != rs.threshold:
+        auto = slice_result(e, rs.probabilities[i], edit.threshold, settings)
+    if not edit.grow_px and not edit.excluded:
+        return auto if auto is not base else replace(base)
+    roi = adjust_roi(auto.roi, e.confidence, e.kpa, edit.grow_px)
+    measured = measure_slice(e, roi, auto.predicted_mask, settings, excluded=edit.excluded or auto.excluded)
+    guard = tuple(f for f in auto.qc_flags if f in UNRELIABLE)  # an eroded/dilated automatic ROI keeps its warnings
+    return replace(measured, qc_flags=(*measured.qc_flags, *guard))
 
 
 def apply_edits(rs: ReviewableStudy, edits: ReviewEdits, settings: Settings | None = None) -> StudyResult:
