@@ -272,11 +272,16 @@ def _build_one(patient: str, study_uid: str, by_series: dict[str, list[ParsedSli
         skipped.append(SkippedFile(series[0].source, _ignore_reason(rec, series, chosen, candidates),
                                    series_uid=uid, series_number=str(head.get("SeriesNumber", "") or ""),
                                    series_description=str(head.get("SeriesDescription", "") or ""),
-                                   role=rec.role, rule=rec.rule, files=tuple(s.source for s in series)))
+                                   role=rec.role, rule=rec.rule, files=_files(series)))
     if chosen is None:
         return None
     ambiguous = [c for c in candidates if c is not chosen and c.rank()[:2] == chosen.rank()[:2]]
     return _study_input(patient, study_uid, chosen, settings, ambiguous)
+
+
+def _files(series: list[ParsedSlice]) -> tuple[str, ...]:
+    """The files of a series, once each (the frames of a multi-frame file are one file)."""
+    return tuple(dict.fromkeys(s.source.rsplit("#", 1)[0] if s.frame_number else s.source for s in series))
 
 
 def _candidates(classified: dict[str, tuple[SeriesRecognition, _Candidate | None]],

@@ -8,7 +8,7 @@ Layout, top to bottom (positions in points from the top-left corner, A4 = 595 x 
     slice overlays (gray 0-8 kPa, yellow confidence outline, red ROI)   <- gets the space left over
     per-slice table: slice, z, mean, median, SD, ROI cm2, used, QC
     QC flags with explanations; model (name, sha256[:12], device); unit profile; review
-    footer: intended use (mre_core.outputs.tables.INTENDED_USE), "model trained on synthetic phantoms"
+    footer: intended use (mre_core.outputs.wording.INTENDED_USE), "model trained on synthetic phantoms"
 
 Every text block is wrapped to its width with measured glyph widths and cut to a maximum
 number of lines ("…"), so its height is known before anything is drawn; the overlay grid gets
@@ -52,6 +52,8 @@ _PROFILE_NOTES = {
     VendorProfile.GE: "stored value = Pa (kPa = stored / 1000)",
     VendorProfile.RWVM: "the series' RealWorldValueMapping (UCUM kPa or Pa) was applied as is",
     VendorProfile.CUSTOM: "a user-supplied factor of {factor:g} kPa per stored unit",
+    VendorProfile.PA: "stored value = Pa (kPa = stored / 1000), by a named vendor rule",
+    VendorProfile.KPA: "stored value = kPa",
 }
 
 
@@ -269,6 +271,13 @@ def _draw_slice_table(fig: Figure, rows: list[tuple[str, ...]], top: float, widt
     return (len(rows) + 1) * 6.5 * LINE
 
 
+def _reading_rules(result: StudyResult) -> str:
+    """How the input was read: the rule that chose the series, the unit and the confidence region."""
+    s = result.study.series
+    return (f"Series measured: {s.description or '(no description)'}, chosen by {s.series_rule or 'unknown'} · "
+            f"unit: {s.unit_rule or 'unknown'} · confidence region: {s.confidence_rule or 'unknown'}")
+
+
 def _lower_blocks(result: StudyResult, width: float, reviewer: str, comment: str, manual_kpa: float | None,
                   status: str) -> list[_Block]:
     flags = result.qc_flags
@@ -287,6 +296,7 @@ def _lower_blocks(result: StudyResult, width: float, reviewer: str, comment: str
         _block(f"Model: {result.model_name} · sha256 {result.model_sha256[:12] or '–'} · device {result.device}",
                7, width, 2),
         _block(f"Unit profile {profile}", 7, width, 3),
+        _block(_reading_rules(result), 7, width, 3),
         _block(review, 7, width, 2, bold=True),
         _block(f"Comment: {comment.strip() or '–'}", 7, width, 4),
     ]

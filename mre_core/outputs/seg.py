@@ -280,6 +280,9 @@ def source_headers(result: StudyResult) -> list[Dataset]:
     if missing:
         raise SegExportError(f"study {result.study_uid}: slices {missing} are not in the elastogram series")
     elastograms = [by_sop[s.sop_uid] for s in result.slices]
+    if is_multiframe(result):  # one Enhanced MR source: its functional groups place the frames
+        header = seg_source_header(elastograms[0], gap)
+        return [header for _ in elastograms]
     headers = [seg_source_header(e, gap) for e in elastograms]
     labels = [_label(e) for e in elastograms]
     try:
@@ -307,9 +310,27 @@ def _segment_description(result: StudyResult) -> hd.seg.SegmentDescription:
     )
 
 
+def is_multiframe(result: StudyResult) -> bool:
+    """True when every slice is a frame of one multi-frame (Enhanced MR) source instance."""
+    slices = result.study.series.slices
+    return bool(slices) and all(e.frame_number for e in slices) and len({e.header.SOPInstanceUID for e in slices}) == 1
+
+
 def _seg_inputs(result: StudyResult) -> tuple[list[Dataset], np.ndarray]:
-    """Source headers and the bool ROI stack [n, rows, cols], in slice order."""
+    """Source headers and the bool ROI stack, in slice order ([n, rows, cols]).
+
+    For a multi-frame source: the one source header and a stack with one frame per source frame
+    ([NumberOfFrames, rows, cols], frames without a slice all zero), as highdicom maps SEG frames
+    to the source's frames one to one.
+    """
     headers = source_headers(result)
+    if is_multiframe(result):
+        by_sop = elastograms_by_sop(result)
+        header = headers[0]
+        masks = np.zeros((int(header.NumberOfFrames), int(header.Rows), int(header.Columns)), dtype=bool)
+        for s in result.slices:
+            masks[by_sop[s.sop_uid].frame_number - 1] = np.asarray(s.roi, dtype=bool)
+        return [header], masks
     masks = np.stack([np.asarray(s.roi, dtype=bool) for s in result.slices])
     return headers, masks
 

@@ -99,6 +99,7 @@ STAGE_CODES = {s: _private(f"STAGE-{s.label}", f"Fibrosis stage {s.label}") for 
 SIGNIFICANT_FIBROSIS = _private("SIGNIF-FIBROSIS", "Significant liver fibrosis (stage F2 or higher)")
 STAGING_CUTOFFS = _private("STAGING-CUTOFFS", "Staging cut-offs")
 QC_FLAG = _private("QC-FLAG", "Quality control flag")
+READING_RULE = _private("READING-RULE", "How the input series was read")
 NO_VALUE_REASON = _private("NO-VALUE-REASON", "Reason no stiffness value is reported")
 EXCLUDED = _private("EXCLUDED", "Excluded from the study value")
 
@@ -169,11 +170,20 @@ def _seg_frames_by_source(seg: Dataset) -> dict[str, int]:
     for number, item in enumerate(seg.get("PerFrameFunctionalGroupsSequence", []), start=1):
         for derivation in item.get("DerivationImageSequence", []):
             for source in derivation.get("SourceImageSequence", []):
-                frames.setdefault(str(source.ReferencedSOPInstanceUID), number)
+                key = str(source.ReferencedSOPInstanceUID)
+                if "ReferencedFrameNumber" in source:  # a frame of a multi-frame source: keyed as the reader keys it
+                    key = f"{key}#{int(source.ReferencedFrameNumber)}"
+                frames.setdefault(key, number)
     return frames
 
 
-def referenced_segmentation_frame(seg: Dataset, frame: int, header: Dataset) -> hd.sr.ReferencedSegmentationFrame:
+def _source_frame(sop_key: str) -> list[int] | None:
+    """``[n]`` for a slice keyed ``<SOPInstanceUID>#<n>`` (a frame of a multi-frame source), else None."""
+    return [int(sop_key.rsplit("#", 1)[1])] if "#" in sop_key else None
+
+
+def referenced_segmentation_frame(seg: Dataset, frame: int, header: Dataset,
+                                  source_frames: list[int] | None = None) -> hd.sr.ReferencedSegmentationFrame:
     """TID 1410 "Referenced Segmentation Frame" (DCM 121214) for SEG ``frame`` plus its "Source Image
     for Segmentation" (DCM 121233), with Referenced Frame Number only.
 
@@ -190,7 +200,7 @@ def referenced_segmentation_frame(seg: Dataset, frame: int, header: Dataset) -> 
     """
     reference = hd.sr.ReferencedSegmentationFrame(
         sop_class_uid=seg.SOPClassUID, sop_instance_uid=seg.SOPInstanceUID, frame_number=frame, segment_number=1,
-        source_image=hd.sr.SourceImageForSegmentation.from_source_image(header),
+        source_image=hd.sr.SourceImageForSegmentation.from_source_image(header, referenced_frame_numbers=source_frames),
     )
     item = reference[0].ReferencedSOPSequence[0]
     if "ReferencedFrameNumber" in item and "ReferencedSegmentNumber" in item:
@@ -208,7 +218,8 @@ def _slice_group(s: SliceResult, header: Dataset, seg: Dataset, frame: int,
     group = hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations(
         tracking_identifier=hd.sr.TrackingIdentifier(
             uid=generate_uid(), identifier=f"liver ROI, slice #{s.instance_number}, z {s.position_mm:.1f} mm"),
-        referenced_segment=referenced_segmentation_frame(seg, frame, header), finding_type=LIVER,
+        referenced_segment=referenced_segmentation_frame(seg, frame, header, _source_frame(s.sop_uid)),
+        finding_type=LIVER,
         finding_category=ANATOMICAL_STRUCTURE, finding_sites=[hd.sr.FindingSite(LIVER)], algorithm_id=algorithm,
         measurements=measurements, qualitative_evaluations=[_yes_no(EXCLUDED, s.excluded)],
     )  # fmt: skip
@@ -216,7 +227,24 @@ def _slice_group(s: SliceResult, header: Dataset, seg: Dataset, frame: int,
     return group
 
 
-def _study_group(result: StudyResult, used_headers: list[Dataset],
+def _unique(headers: list[Dataset]) -> list[Dataset]:
+    """One header per SOP instance (the frames of a multi-frame source share one)."""
+    return list({str(h.SOPInstanceUID): h for h in headers}.values())
+
+
+def _measurement_sources(used: list[tuple[Dataset, list[int] | None]]) -> list[hd.sr.SourceImageForMeasurementGroup]:
+    """A source image reference per instance used; for a multi-frame source, with the frames used."""
+    frames: dict[str, list[int]] = {}
+    headers: dict[str, Dataset] = {}
+    for header, frame in used:
+        uid = str(header.SOPInstanceUID)
+        headers[uid] = header
+        frames.setdefault(uid, []).extend(frame or [])
+    return [hd.sr.SourceImageForMeasurementGroup.from_source_image(headers[u], referenced_frame_numbers=frames[u] or None)
+            for u in headers]
+
+
+def _study_group(result: StudyResult, used_headers: list[tuple[Dataset, list[int] | None]],
                  algorithm: hd.sr.AlgorithmIdentification) -> hd.sr.MeasurementsAndQualitativeEvaluations:
     stiff, staged, table = result.stiffness, result.stage, result.settings.staging
     measurements = [
@@ -233,11 +261,15 @@ def _study_group(result: StudyResult, used_headers: list[Dataset],
         tracking_identifier=hd.sr.TrackingIdentifier(uid=generate_uid(), identifier=STUDY_TRACKING_ID),
         finding_type=LIVER, finding_category=ANATOMICAL_STRUCTURE, finding_sites=[hd.sr.FindingSite(LIVER)],
         algorithm_id=algorithm, measurements=measurements, qualitative_evaluations=evaluations,
-        source_images=[hd.sr.SourceImageForMeasurementGroup.from_source_image(h) for h in used_headers] or None,
+        source_images=_measurement_sources(used_headers) or None,
     )  # fmt: skip
     texts = [_text(STAGING_CUTOFFS, f"{cutoff_text(table)}. Significant fibrosis: F2 >= {table.significant_kpa:g} kPa")]
     if not math.isfinite(stiff.stiffness_kpa):
         texts.append(_text(NO_VALUE_REASON, f"no usable ROI: {QcFlag.NO_USABLE_SLICE.explanation}"))
+    series = result.study.series
+    texts += [_text(READING_RULE, f"{what}: {rule}") for what, rule in
+              (("series", series.series_rule), ("unit", series.unit_rule), ("confidence", series.confidence_rule))
+              if rule]
     group[0].ContentSequence.extend(texts + _qc_texts(result.qc_flags))
     return group
 
@@ -254,7 +286,7 @@ def build_sr(result: StudyResult, seg: Dataset, *, verifying_observer: str | Non
     ----------
     result : StudyResult
     seg : highdicom.seg.Segmentation or pydicom Dataset
-        The SEG of the same ROIs, from :func:`mre_core.outputs.tables.build_seg` (one frame per slice).
+        The SEG of the same ROIs, from :func:`mre_core.outputs.seg.build_seg` (one frame per slice).
     verifying_observer : str, optional
         The reader who signed the review off, "Family^Given" or free text (then stored as a
         one-component name, "Dr Rita Reader^"); makes the SR VERIFIED and FINAL.
@@ -265,12 +297,12 @@ def build_sr(result: StudyResult, seg: Dataset, *, verifying_observer: str | Non
     ------
     SrExportError
         If the SEG belongs to another study or lacks a frame for a slice with an ROI.
-    mre_core.outputs.tables.SegExportError
+    mre_core.outputs.seg.SegExportError
         If a slice has no usable DICOM header.
     """
     if str(seg.get("SOPClassUID", "")) != SegmentationStorage or seg.StudyInstanceUID != result.study_uid:
         raise SrExportError(f"study {result.study_uid}: the SEG given is not a Segmentation of this study; "
-                            "build it with mre_core.outputs.tables.build_seg(result)")
+                            "build it with mre_core.outputs.seg.build_seg(result)")
     headers = source_headers(result)
     frames, algorithm = _seg_frames_by_source(seg), _algorithm(result)
     groups: list[Any] = []
@@ -280,7 +312,7 @@ def build_sr(result: StudyResult, seg: Dataset, *, verifying_observer: str | Non
         if s.sop_uid not in frames:
             raise SrExportError(f"slice {s.sop_uid}: no frame in SEG {seg.SOPInstanceUID}; rebuild the SEG")
         groups.append(_slice_group(s, header, seg, frames[s.sop_uid], algorithm))
-    used = [h for s, h in zip(result.slices, headers) if s.usable]
+    used = [(h, _source_frame(s.sop_uid)) for s, h in zip(result.slices, headers) if s.usable]
     groups.insert(0, _study_group(result, used, algorithm))
     device = hd.sr.DeviceObserverIdentifyingAttributes(
         uid=generate_uid(entropy_srcs=[SEG_MANUFACTURER, result.model_sha256]), name=SEG_MANUFACTURER,
@@ -293,7 +325,7 @@ def build_sr(result: StudyResult, seg: Dataset, *, verifying_observer: str | Non
     verified = bool(verifying_observer and verifying_observer.strip())
     organization = verifying_organization or str(headers[0].get("InstitutionName", "") or "not recorded")
     return hd.sr.Comprehensive3DSR(
-        evidence=[*headers, seg], content=report[0], series_instance_uid=generate_uid(),
+        evidence=[*_unique(headers), seg], content=report[0], series_instance_uid=generate_uid(),
         series_number=SR_SERIES_NUMBER, sop_instance_uid=generate_uid(), instance_number=1,
         manufacturer=SEG_MANUFACTURER, is_complete=True, is_final=verified, is_verified=verified,
         verifying_observer_name=_person_name(verifying_observer) if verified and verifying_observer else None,

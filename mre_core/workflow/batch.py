@@ -54,7 +54,8 @@ def analyze_sources(sources: Sequence[Source], settings: Settings, model: Loaded
         try:
             outcome.results.append(analyze_study(study, model, settings))
         except Exception as exc:  # one failing study must not stop the batch; the reason is reported
-            log.exception("analysis failed for study %s", study.study_uid)
+            log.error("analysis failed for study %s: %s: %s", study.study_uid, type(exc).__name__, exc)
+            log.debug("analysis failure", exc_info=exc)
             first = study.series.slices[0].source if study.series.slices else study.study_uid
             outcome.skipped.append(SkippedFile(first, f"analysis failed for study {study.study_uid}: {exc}"))
     return outcome
@@ -90,17 +91,23 @@ def _write_dicom_objects(r: StudyResult, out_dir: Path, outcome: BatchOutcome) -
         seg_path.parent.mkdir(exist_ok=True)
         seg.save_as(seg_path, enforce_file_format=True)
         outcome.written[f"seg:{r.series_uid}"] = seg_path
-    except Exception as exc:
-        log.exception("DICOM SEG failed for series %s", r.series_uid)
+    except Exception as exc:  # noqa: BLE001 - reported with its reason; the numbers still count
+        _log_failure("DICOM SEG", r, exc)
         outcome.skipped.append(SkippedFile(str(seg_path), f"DICOM SEG not written: {exc}"))
         return
     try:
         sr_path.parent.mkdir(exist_ok=True)
         build_sr(r, seg).save_as(sr_path, enforce_file_format=True)
         outcome.written[f"sr:{r.series_uid}"] = sr_path
-    except Exception as exc:
-        log.exception("DICOM SR failed for series %s", r.series_uid)
+    except Exception as exc:  # noqa: BLE001
+        _log_failure("DICOM SR", r, exc)
         outcome.skipped.append(SkippedFile(str(sr_path), f"DICOM SR not written: {exc}"))
+
+
+def _log_failure(what: str, r: StudyResult, exc: Exception) -> None:
+    """One line for the user (the reason is in skipped.csv too); the traceback only at debug level."""
+    log.error("%s not written for series %s: %s", what, r.series_uid, exc)
+    log.debug("%s failure", what, exc_info=exc)
 
 
 def _write_pdf(r: StudyResult, out_dir: Path, outcome: BatchOutcome) -> None:
@@ -111,8 +118,8 @@ def _write_pdf(r: StudyResult, out_dir: Path, outcome: BatchOutcome) -> None:
     try:
         path.parent.mkdir(exist_ok=True)
         outcome.written[f"pdf:{r.series_uid}"] = write_pdf(r, path)
-    except Exception as exc:
-        log.exception("PDF report failed for series %s", r.series_uid)
+    except Exception as exc:  # noqa: BLE001
+        _log_failure("PDF report", r, exc)
         outcome.skipped.append(SkippedFile(str(path), f"PDF report not written: {exc}"))
 
 
