@@ -137,6 +137,9 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
                    help="the paper's cohort: 319 patients, 91 train / 228 test, >= F2 in 76 %% / 52 %%")
     p.add_argument("--contact-sheet", action="store_true", help="also write OUT/contact_sheet.png")
     p.add_argument("--workers", type=int, default=None, help="worker processes (default: CPU count, at most 4)")
+    p.add_argument("--style", choices=("main", "holdout"), default="main",
+                   help="'holdout': the independently written hold-out generator (mre_core.phantom.holdout), "
+                        "every study in split 'test' (default: main)")
     p.add_argument("--layout", default=None, metavar="NAME",
                    help="write real-scanner output layouts instead (mre_core.phantom.layouts): a layout name, "
                         "'all' (each in turn) or 'list' (print the names)")
@@ -144,6 +147,12 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
 
 def run_cli(args: argparse.Namespace) -> int:
     """Run the ``phantom`` verb; returns the exit code."""
+    if getattr(args, "style", "main") == "holdout":
+        from mre_core.phantom.holdout import generate_holdout_cohort
+
+        table = generate_holdout_cohort(args.out, args.patients, args.seed, workers=args.workers)
+        print(f"wrote {len(table)} hold-out studies to {args.out} (all split 'test')")
+        return 0
     if getattr(args, "layout", None):
         from mre_core.phantom.layouts import LAYOUTS, generate_layout_cohort
 

@@ -83,7 +83,10 @@ def test_files_are_valid_dicom_and_truth_keys_are_the_measured_series(corpus, la
     assert np.isfinite(row["manual_kpa"]) and abs(row["manual_kpa"] - row["true_kpa"]) < 0.35 * row["true_kpa"]
     dataset = pytest.importorskip("mre_core.model.dataset")
     loaded = dataset.load_truth(corpus[0] / "truth" / f"{row['patient_id']}.npz")
-    assert set(loaded) == set(truth["sop_uids"])
+    keys = [str(u) for u in truth["sop_uids"]]
+    if "frame_numbers" in truth:  # frames of a multi-frame file are keyed <SOPInstanceUID>#<frame>, as the reader does
+        keys = [f"{u}#{int(f)}" for u, f in zip(keys, truth["frame_numbers"])]
+    assert set(loaded) == set(keys) and len(loaded) == len(keys)
 
 
 def _measured_kpa(row: dict, series: dict[int, list[pydicom.Dataset]], truth: dict) -> np.ndarray:
