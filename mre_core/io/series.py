@@ -6,7 +6,7 @@ Series recognition (per study)
    matching rule with a different role makes the choice *ambiguous*). Without a rule match, a
    value guard: a series named "confidence" (and not "elast"/"stiff") or whose values look like a
    per-mille/percent map (:func:`mre_core.io.confidence.looks_like_confidence_map`) is a confidence
-   map and is **never measured as stiffness**. Otherwise the keyword fallback (:func:`series_role`):
+   map and is **never measured as stiffness**. Otherwise the keyword fallback (:func:`mre_core.io.roles.series_role`):
    ``elast``/``stiff``/``conf``/``95`` → elastogram; ``mag`` or ImageType ``M`` → magnitude;
    ``wave``/``phase`` or ImageType ``P`` → wave; ``mre`` → elastogram; else unknown. A series chosen
    by the fallback raises the QC flag ``fallback_series_rule``.
@@ -37,7 +37,6 @@ unknown-manufacturer unit guess is a median-value heuristic (see :func:`to_kpa`)
 from __future__ import annotations
 
 import logging
-import re
 from collections import Counter, defaultdict
 from dataclasses import dataclass, replace
 
@@ -53,14 +52,13 @@ from mre_core.io.elastogram import (
     SkippedFile,
     StudyInput,
 )
+from mre_core.io.roles import CONFIDENCE_WORDS, MEASURABLE_ROLES, SeriesRecognition, recognise, series_text
 from mre_core.io.units import RULE_UNITS, profile_note, to_kpa
-from mre_core.io.vendor_rules import SeriesRole, matching_rules
+from mre_core.io.vendor_rules import SeriesRole
 
 logger = logging.getLogger(__name__)
 
 
-_STRONG = ("elast", "stiff", "conf", "95")
-_CONF = ("conf", "95")
 _META_TAGS = ("PatientName", "PatientAge", "PatientSex", "StudyDate", "StudyDescription",
               "AccessionNumber", "Manufacturer", "InstitutionName")
 
@@ -87,16 +85,6 @@ class ParsedSlice:
 
 
 @dataclass(frozen=True)
-class SeriesRecognition:
-    """What a series is, and which rule said so."""
-
-    role: str  #: stiffness | masked_stiffness | hatched_stiffness | confidence_map | magnitude | wave | … | plain
-    rule: str  #: vendor rule name, or "fallback: …"
-    unit: str | None = None  #: the rule's unit (``ValueUnit`` value) when it names one
-    also: tuple[str, ...] = ()  #: other rules that matched with a different role
-
-
-@dataclass(frozen=True)
 class _Candidate:
     slices: tuple[ParsedSlice, ...]
     encoding: ConfidenceEncoding
@@ -109,30 +97,7 @@ class _Candidate:
     def rank(self) -> tuple[int, int, int, int]:
         marked = {ConfidenceEncoding.NONE: 0, ConfidenceEncoding.ZERO_FILL: 1}.get(self.encoding, 2)
         by_rule = int(not self.recognition.rule.startswith("fallback"))
-        return (marked, by_rule, int(any(k in _text(self.slices[0].header) for k in _CONF)), len(self.slices))
-
-
-def _text(ds: Dataset) -> str:
-    image_type = " ".join(str(t) for t in (ds.get("ImageType") or []))
-    return f"{ds.get('SeriesDescription', '')} {ds.get('ProtocolName', '')} {image_type}".lower()
-
-
-def series_role(ds: Dataset) -> str:
-    """Keyword fallback: ``elastogram``, ``magnitude``, ``wave`` or ``unknown`` from description and ImageType.
-
-    Used only when no vendor rule of :mod:`mre_core.io.vendor_rules` matches; a series chosen this
-    way raises the ``fallback_series_rule`` QC flag.
-    """
-    text, tokens = _text(ds), {str(t).upper() for t in (ds.get("ImageType") or [])}
-    if any(k in text for k in _STRONG):
-        return "elastogram"
-    if re.search(r"(?<![a-z])mag", text) or "M" in tokens:
-        return "magnitude"
-    if "wave" in text or "phase" in text or "P" in tokens or "PHASE" in tokens:
-        return "wave"
-    if "mre" in text or "MRE" in tokens:
-        return "elastogram"
-    return "unknown"
+        return (marked, by_rule, int(any(k in series_text(self.slices[0].header) for k in CONFIDENCE_WORDS)), len(self.slices))
 
 
 def _group(slices: list[ParsedSlice]) -> dict[tuple[str, str], dict[str, list[ParsedSlice]]]:
@@ -156,30 +121,10 @@ def _drop_mixed_sizes(series: list[ParsedSlice], skipped: list[SkippedFile]) -> 
     return [s for s in series if s.stored.shape == keep]
 
 
-_MEASURABLE = {SeriesRole.STIFFNESS.value, SeriesRole.MASKED_STIFFNESS.value, SeriesRole.HATCHED_STIFFNESS.value}
-_CATCH_ALL = {"ge.mre.derived_other"}  #: rules that label "some other derived MRE series"; not an ambiguity
-
-
-def recognise(series: list[ParsedSlice]) -> SeriesRecognition:
-    """Role of a series: the first matching vendor rule, else a value guard, else the keyword fallback."""
-    head = series[0].header
-    matches = matching_rules(head)
-    if matches:
-        first = matches[0]
-        also = tuple(m.rule.name for m in matches[1:] if m.role != first.role and m.rule.name not in _CATCH_ALL)
-        return SeriesRecognition(first.role.value, first.rule.name, first.unit.value, also)
-    stack = np.stack([s.stored for s in series])
-    named_stiffness = any(k in _text(head) for k in ("elast", "stiff"))
-    if not named_stiffness and (re.search(r"\bconfidence\b", _text(head)) or conf.looks_like_confidence_map(stack)):
-        return SeriesRecognition(SeriesRole.CONFIDENCE_MAP.value,
-                                 "fallback: named or valued like a confidence map (0-1000 with a plateau near the top)")
-    return SeriesRecognition(series_role(head), "fallback: keywords in SeriesDescription/ProtocolName/ImageType")
-
-
 def _classify(series: list[ParsedSlice]) -> tuple[SeriesRecognition, _Candidate | None]:
     """(recognition, candidate): a candidate when the series is stiffness carrying (or maybe carrying) a marking."""
-    rec = recognise(series)
-    if rec.role not in _MEASURABLE | {"elastogram", "unknown"}:
+    rec = recognise(series[0].header, np.stack([s.stored for s in series]))
+    if rec.role not in MEASURABLE_ROLES | {"elastogram", "unknown"}:
         return rec, None
     head = series[0].header
     stack = np.stack([s.stored for s in series])
@@ -190,7 +135,7 @@ def _classify(series: list[ParsedSlice]) -> tuple[SeriesRecognition, _Candidate 
         return rec, None
     if sum(conf.has_zero_fill(s.stored) for s in series) * 2 >= len(series):
         return rec, _Candidate(tuple(series), ConfidenceEncoding.ZERO_FILL, rec)
-    if rec.role == SeriesRole.MASKED_STIFFNESS.value or any(k in _text(head) for k in _CONF):
+    if rec.role == SeriesRole.MASKED_STIFFNESS.value or any(k in series_text(head) for k in CONFIDENCE_WORDS):
         zeros = float(np.mean(stack == 0))
         encoding = ConfidenceEncoding.ZERO_FILL if zeros >= 0.05 else ConfidenceEncoding.NONE
         return rec, _Candidate(tuple(series), encoding, rec)

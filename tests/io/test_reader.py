@@ -15,7 +15,7 @@ from pydicom.uid import JPEGLSLossless, RLELossless, generate_uid
 from mre_core.config import Settings
 from mre_core.io.elastogram import ConfidenceEncoding, ReadResult, VendorProfile
 from mre_core.io.reader import read_inputs
-from mre_core.io.series import series_role
+from mre_core.io.roles import series_role
 from mre_core.io.units import to_kpa
 from tests import dicom_factory as f
 
