@@ -11,7 +11,10 @@ Augmentation (why): intensity scaling of the stiffness channels (stiffness varie
 stage, so the liver must be found by shape and texture, not by brightness); small
 rotations, shifts and zooms (patient position and size vary). No left-right flips:
 the liver lies on the patient's right (image left) in normal situs, and a flip would
-teach the network livers that never occur.
+teach the network livers that never occur. ``--augment`` replaces this basic set by the fuller
+:class:`mre_core.model.augment.Augmenter` (also gamma, blur, noise and elastic deformation), applied to
+training batches only, drawn from ``numpy.random.default_rng([seed, epoch, step])`` so a run is
+reproducible and a resumed run sees the same batches.
 """
 
 from __future__ import annotations
@@ -51,6 +54,7 @@ class TrainConfig:
     seed: int = 0
     val_fraction: float = 0.15
     augment: bool = True
+    augment_style: str = "basic"  #: "basic" (:func:`augment`) or "full" (:class:`mre_core.model.augment.Augmenter`)
     bf16: bool = False
     plain_base_channels: int = 32
     max_patients: int = 0  #: 0 = all training patients
@@ -139,7 +143,18 @@ def validate(net: torch.nn.Module, data: ArrayDataset, device: torch.device, mic
     return float(sum(losses) / max(len(data), 1)), float(torch.cat(dices).mean()) if dices else math.nan
 
 
-def train_epoch(net, opt, data: ArrayDataset, cfg: TrainConfig, device, gen: torch.Generator, bar) -> float:
+def full_augment(x: torch.Tensor, y: torch.Tensor, seed: int, epoch: int,
+                 step: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """:class:`mre_core.model.augment.Augmenter` on a CPU batch; random stream = f(seed, epoch, step) only."""
+    from mre_core.model.augment import Augmenter
+
+    rng = np.random.default_rng([int(seed), 2, int(epoch), int(step)])
+    xa, ya = Augmenter()(x.numpy(), y.numpy(), rng)
+    return torch.from_numpy(xa), torch.from_numpy(ya)
+
+
+def train_epoch(net, opt, data: ArrayDataset, cfg: TrainConfig, device, gen: torch.Generator, bar,
+                epoch: int = 0) -> float:
     """One epoch over shuffled slices; an optimiser step every ``cfg.batch`` slices (accumulated)."""
     net.train()
     order = torch.randperm(len(data), generator=gen).numpy()
@@ -150,7 +165,9 @@ def train_epoch(net, opt, data: ArrayDataset, cfg: TrainConfig, device, gen: tor
         idx = np.sort(order[i:i + cfg.micro_batch])
         x = torch.from_numpy(data.inputs[idx].astype(np.float32))
         y = torch.from_numpy(data.targets[idx].astype(np.float32))
-        if cfg.augment:
+        if cfg.augment and cfg.augment_style == "full":
+            x, y = full_augment(x, y, cfg.seed, epoch, step)
+        elif cfg.augment:
             x, y = augment(x, y, gen)
         x, y = x.to(device), y.to(device)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.bf16):
@@ -182,6 +199,8 @@ def load_data(data_dir: Path, cfg: TrainConfig, out: Path, settings: Settings) -
 def train(data_dir: Path, out: Path, cfg: TrainConfig, settings: Settings, export: Path | None = None,
           resume: bool = False, name: str = "unet_resnext50_32x4d", show_progress: bool = True) -> dict:
     """Train (or resume), checkpoint every epoch, export the best-Dice model; returns the training record."""
+    if cfg.augment_style not in ("basic", "full"):
+        raise ValueError(f"unknown augment_style {cfg.augment_style!r}; choose basic or full")
     out.mkdir(parents=True, exist_ok=True)
     set_seed(cfg.seed)
     device = pick_device(settings.device)
@@ -206,7 +225,7 @@ def train(data_dir: Path, out: Path, cfg: TrainConfig, settings: Settings, expor
             group["lr"] = epoch_lr(cfg, epoch)
         with tqdm(total=len(train_data), desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="slice",
                   disable=not show_progress) as bar:
-            train_loss = train_epoch(net, opt, train_data, cfg, device, gen, bar)
+            train_loss = train_epoch(net, opt, train_data, cfg, device, gen, bar, epoch)
             val_loss, val_dice = validate(net, val_data, device, cfg.micro_batch)
             bar.set_postfix(loss=f"{train_loss:.4f}", val_dice=f"{val_dice:.4f}")
         row = {"epoch": epoch + 1, "lr": epoch_lr(cfg, epoch), "train_loss": train_loss, "val_loss": val_loss, "val_dice": val_dice,
@@ -276,6 +295,9 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--loss", choices=("bce", "bce_dice"), default=d.loss)
     p.add_argument("--lr-schedule", choices=("constant", "cosine"), default=d.lr_schedule)
     p.add_argument("--no-augment", action="store_true")
+    p.add_argument("--augment", action="store_true",
+                   help="fuller augmentation (mre_core.model.augment: intensity, gamma, blur, noise, elastic, "
+                        "rotation/zoom; no flips) instead of the basic set; --no-augment still turns all off")
     p.add_argument("--bf16", action="store_true", help="bfloat16 autocast (fast on CPUs with AVX512-BF16/AMX)")
 
 
@@ -284,7 +306,8 @@ def run_cli(args: argparse.Namespace) -> int:
     cfg = TrainConfig(arch=args.arch, input_size=args.input_size, epochs=args.epochs, batch=args.batch,
                       micro_batch=args.micro_batch, optimizer=args.optimizer, lr=args.lr, momentum=args.momentum,
                       weight_decay=args.weight_decay, seed=args.seed, val_fraction=args.val_fraction,
-                      augment=not args.no_augment, bf16=args.bf16, plain_base_channels=args.plain_base_channels,
+                      augment=not args.no_augment, augment_style="full" if args.augment else "basic",
+                      bf16=args.bf16, plain_base_channels=args.plain_base_channels,
                       max_patients=args.max_patients, loss=args.loss,
                       lr_schedule=args.lr_schedule)
     if args.search:

@@ -137,9 +137,10 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
                    help="the paper's cohort: 319 patients, 91 train / 228 test, >= F2 in 76 %% / 52 %%")
     p.add_argument("--contact-sheet", action="store_true", help="also write OUT/contact_sheet.png")
     p.add_argument("--workers", type=int, default=None, help="worker processes (default: CPU count, at most 4)")
-    p.add_argument("--style", choices=("main", "holdout"), default="main",
+    p.add_argument("--style", choices=("main", "holdout", "physics"), default="main",
                    help="'holdout': the independently written hold-out generator (mre_core.phantom.holdout), "
-                        "every study in split 'test' (default: main)")
+                        "every study in split 'test'; 'physics': elastograms from a shear-wave simulation and "
+                        "inversion with wide domain randomisation (mre_core.phantom.physics_study) (default: main)")
     p.add_argument("--layout", default=None, metavar="NAME",
                    help="write real-scanner output layouts instead (mre_core.phantom.layouts): a layout name, "
                         "'all' (each in turn) or 'list' (print the names)")
@@ -152,6 +153,15 @@ def run_cli(args: argparse.Namespace) -> int:
 
         table = generate_holdout_cohort(args.out, args.patients, args.seed, workers=args.workers)
         print(f"wrote {len(table)} hold-out studies to {args.out} (all split 'test')")
+        return 0
+    if getattr(args, "style", "main") == "physics":
+        from mre_core.phantom.physics_study import generate_physics_cohort
+
+        table = generate_physics_cohort(args.out, args.patients, args.seed, args.like_paper, workers=args.workers)
+        print(f"wrote {len(table)} physics-style studies to {args.out} "
+              f"({(table['split'] == 'train').sum()} train / {(table['split'] == 'test').sum()} test)")
+        if args.contact_sheet:
+            print(f"contact sheet: {contact_sheet(args.out, Path(args.out) / 'contact_sheet.png')}")
         return 0
     if getattr(args, "layout", None):
         from mre_core.phantom.layouts import LAYOUTS, generate_layout_cohort

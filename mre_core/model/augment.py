@@ -1,0 +1,175 @@
+"""Training-time augmentation of model-input batches (numpy + OpenCV), for ``train --augment``.
+
+Inputs are the model's batches: ``x`` float32 ``[N, C, S, S]`` in [0, 1] (after the 400/800 window; the
+channels of :class:`mre_core.analysis.preprocess.InputSpec`: windowed stiffness inside the confidence region,
+the confidence region, windowed stiffness wherever known) and targets ``y`` ``[N, 1, S, S]`` (uint8 or float,
+0/1). Every random choice comes from the ``numpy.random.Generator`` passed in, so a batch is reproducible.
+
+Why each transform (what varies between scanners, sites and patients, and what must not):
+
+* **intensity scale / shift, gamma** of the stiffness channels: stiffness varies with the stage and the
+  inversion's bias, so the liver must be found by shape and context, not brightness; only pixels that
+  hold a value change (0 = no value stays 0);
+* **Gaussian blur**: acquisition matrices of 64-256 interpolated to the stored grid, different inversion
+  filters;
+* **Gaussian noise**: low-SNR exams;
+* **small elastic deformation** (one smooth field for image and target; bilinear for the image,
+  nearest for the target): organ shapes vary beyond rigid motion;
+* **small rotation / zoom / shift**: patient position and size.
+* **No left-right flips and no reflections**: the liver lies on the patient's right (image left) in normal
+  situs; a flip would teach the network livers that never occur.
+
+The confidence channel(s) move with the geometry but keep their values; the confidence-masked stiffness
+channel stays 0 outside the (moved) confidence region.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+Range = tuple[float, float]
+
+__all__ = ["Augmenter", "intensity_scale_shift", "gamma", "gaussian_blur", "gaussian_noise", "warp_maps",
+           "elastic_field", "remap_pair"]
+
+
+@dataclass(frozen=True)
+class Augmenter:
+    """Probabilities and ranges (uniform draws, per slice); sizes are fractions of the model grid ``S``."""
+
+    p_intensity: float = 0.8
+    scale: Range = (0.75, 1.35)  #: multiplies windowed stiffness
+    shift: Range = (-0.04, 0.04)  #: added to windowed stiffness (0.04 = 0.32 kPa on the 0-8 kPa window)
+    p_gamma: float = 0.3
+    gamma: Range = (0.7, 1.5)
+    p_blur: float = 0.25
+    blur_sigma: Range = (0.001, 0.006)  #: Gaussian sigma, fraction of S (512: 0.5-3 px)
+    p_noise: float = 0.3
+    noise_sd: Range = (0.005, 0.03)
+    p_elastic: float = 0.4
+    elastic_sd: Range = (0.004, 0.012)  #: displacement SD, fraction of S (512: 2-6 px)
+    elastic_scale: Range = (0.08, 0.2)  #: correlation length, fraction of S
+    p_affine: float = 0.7
+    rotation_deg: float = 10.0  #: +-
+    zoom: Range = (0.9, 1.1)
+    shift_frac: float = 0.06  #: +- fraction of S
+    stiffness_channels: tuple[int, ...] = (0, 2)
+    mask_channels: tuple[int, ...] = (1,)  #: binary inputs (the confidence region)
+    masked_by: tuple[tuple[int, int], ...] = ((0, 1),)  #: (channel, mask channel): channel is 0 where mask is 0
+
+    def __call__(self, x: np.ndarray, y: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """Augment a batch; returns new arrays (``x`` float32, ``y`` in its own dtype), shapes unchanged."""
+        if x.ndim != 4 or y.ndim != 4 or x.shape[0] != y.shape[0] or x.shape[2:] != y.shape[2:]:
+            raise ValueError(f"expected x [N, C, S, S] and y [N, 1, S, S], got {x.shape} and {y.shape}")
+        xo = np.empty(x.shape, np.float32)
+        yo = np.empty_like(y)
+        for i in range(x.shape[0]):
+            xo[i], yo[i] = self.one(np.asarray(x[i], np.float32), y[i], rng)
+        return xo, yo
+
+    def one(self, x: np.ndarray, y: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """Augment one slice: ``x`` [C, S, S], ``y`` [1, S, S]."""
+        u = lambda r: float(rng.uniform(*r))  # noqa: E731
+        size = x.shape[-2:]
+        s = float(min(size))
+        affine = rng.uniform() < self.p_affine
+        elastic = rng.uniform() < self.p_elastic
+        x = x.copy()
+        if affine or elastic:
+            angle = u((-self.rotation_deg, self.rotation_deg)) if affine else 0.0
+            zoom = u(self.zoom) if affine else 1.0
+            shift = (u((-self.shift_frac, self.shift_frac)) * s, u((-self.shift_frac, self.shift_frac)) * s) \
+                if affine else (0.0, 0.0)
+            field = elastic_field(rng, size, u(self.elastic_sd) * s, u(self.elastic_scale) * s) if elastic else None
+            mx, my = warp_maps(size, angle, zoom, shift, field)
+            x, y = remap_pair(x, y, mx, my)
+        stiff = [c for c in self.stiffness_channels if c < x.shape[0]]
+        support = x[stiff] > 0
+        if rng.uniform() < self.p_intensity:
+            x[stiff] = intensity_scale_shift(x[stiff], u(self.scale), u(self.shift), support)
+        if rng.uniform() < self.p_gamma:
+            x[stiff] = gamma(x[stiff], u(self.gamma))
+        if rng.uniform() < self.p_blur:
+            x[stiff] = gaussian_blur(x[stiff], u(self.blur_sigma) * s)
+        if rng.uniform() < self.p_noise:
+            x[stiff] = gaussian_noise(x[stiff], u(self.noise_sd), rng, support)
+        for c, m in self.masked_by:
+            if c < x.shape[0] and m < x.shape[0]:
+                x[c] = np.where(x[m] > 0, x[c], 0.0)
+        return np.clip(x, 0.0, 1.0).astype(np.float32), y
+
+
+def intensity_scale_shift(img: np.ndarray, scale: float, shift: float, support: np.ndarray | None = None) -> np.ndarray:
+    """``clip(img * scale + shift, 0, 1)`` where ``support`` (default: ``img > 0``); 0 stays 0 elsewhere.
+
+    >>> intensity_scale_shift(np.array([0.0, 0.5], np.float32), 1.2, 0.1).tolist()
+    [0.0, 0.699999988079071]
+    """
+    support = img > 0 if support is None else support
+    return np.where(support, np.clip(img * scale + shift, 0.0, 1.0), 0.0).astype(np.float32)
+
+
+def gamma(img: np.ndarray, g: float) -> np.ndarray:
+    """``img ** g`` on [0, 1] (0 and 1 are fixed points)."""
+    return np.power(np.clip(img, 0.0, 1.0), g).astype(np.float32)
+
+
+def gaussian_blur(img: np.ndarray, sigma_px: float) -> np.ndarray:
+    """Gaussian blur of each ``[..., H, W]`` plane (OpenCV, reflected borders)."""
+    if sigma_px <= 0:
+        return img.astype(np.float32)
+    flat = img.reshape(-1, *img.shape[-2:]).astype(np.float32)
+    out = np.stack([cv2.GaussianBlur(p, (0, 0), sigma_px) for p in flat])
+    return out.reshape(img.shape)
+
+
+def gaussian_noise(img: np.ndarray, sd: float, rng: np.random.Generator,
+                   support: np.ndarray | None = None) -> np.ndarray:
+    """Add one N(0, sd) field (the same for every plane, as the planes show one map) where ``support``."""
+    support = img > 0 if support is None else support
+    noise = rng.normal(0.0, sd, img.shape[-2:]).astype(np.float32)
+    return np.where(support, np.clip(img + noise, 0.0, 1.0), img).astype(np.float32)
+
+
+def elastic_field(rng: np.random.Generator, size: tuple[int, int], sd_px: float, scale_px: float) -> np.ndarray:
+    """Smooth random displacement, float32 [2, H, W] (dx, dy) in pixels with SD ``sd_px``."""
+    h, w = size
+    coarse = (max(2, int(math.ceil(h / scale_px)) + 1), max(2, int(math.ceil(w / scale_px)) + 1))
+    out = []
+    for _ in range(2):
+        low = rng.standard_normal(coarse).astype(np.float32)
+        big = cv2.resize(low, (w, h), interpolation=cv2.INTER_CUBIC)
+        out.append((big - big.mean()) / max(float(big.std()), 1e-6) * sd_px)
+    return np.stack(out).astype(np.float32)
+
+
+def warp_maps(size: tuple[int, int], angle_deg: float, zoom: float, shift_px: tuple[float, float],
+              field: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Source coordinates for :func:`cv2.remap`: rotation by ``angle_deg`` and ``zoom`` about the centre,
+    a shift, plus an optional displacement ``field`` [2, H, W]. A proper rotation: never a reflection."""
+    if zoom <= 0:
+        raise ValueError("zoom must be positive (a negative zoom would flip the image)")
+    h, w = size
+    yy, xx = np.mgrid[:h, :w].astype(np.float32)
+    cx, cy = (w - 1) / 2.0, (h - 1) / 2.0
+    a = math.radians(angle_deg)
+    c, s = math.cos(a) / zoom, math.sin(a) / zoom
+    dx, dy = xx - cx - shift_px[0], yy - cy - shift_px[1]
+    mx = c * dx - s * dy + cx
+    my = s * dx + c * dy + cy
+    if field is not None:
+        mx, my = mx + field[0], my + field[1]
+    return mx.astype(np.float32), my.astype(np.float32)
+
+
+def remap_pair(x: np.ndarray, y: np.ndarray, mx: np.ndarray, my: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Warp ``x`` [C, H, W] bilinearly and ``y`` [1, H, W] nearest-neighbour with the same maps (zeros outside)."""
+    xs = [cv2.remap(p.astype(np.float32), mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+          for p in x]
+    ys = [cv2.remap(np.ascontiguousarray(p).astype(np.float32), mx, my, cv2.INTER_NEAREST,
+                    borderMode=cv2.BORDER_CONSTANT, borderValue=0) for p in y]
+    return np.stack(xs).astype(np.float32), np.stack(ys).astype(y.dtype)
