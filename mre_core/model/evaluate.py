@@ -58,7 +58,7 @@ def score_patient(record: PatientRecord, model: LoadedModel, settings: Settings)
                                  iou(s.roi, t.expert_roi), safety.outside_liver_fraction, safety.near_edge_fraction,
                                  safety.empty))
     row = {
-        "patient_id": record.patient_id, "split": record.split, "manual_kpa": float(record.row["manual_kpa"]),
+        "patient_id": record.patient_id, "split": record.split, "manual_kpa": float(record.row["manual_kpa"] or "nan"),
         "auto_kpa": result.stiffness_kpa, "manual_stage": manual_stage,
         "auto_stage": result.stage.stage.label if result.stage else "",
         "age": float(record.row.get("age", "nan") or "nan"), "sex": record.row.get("sex", ""),
@@ -104,9 +104,13 @@ def paired_dice_difference(main: pd.DataFrame, base: pd.DataFrame, seed: int = 0
 
 
 def stiffness_summary(patients: pd.DataFrame, table: StagingTable) -> dict:
-    rep = agreement(patients["auto_kpa"].to_numpy(), patients["manual_kpa"].to_numpy(), table)
+    """Agreement over the patients with both values; the others are counted, not dropped silently."""
+    both = np.isfinite(patients["auto_kpa"].to_numpy(float)) & np.isfinite(patients["manual_kpa"].to_numpy(float))
+    rep = agreement(patients["auto_kpa"].to_numpy()[both], patients["manual_kpa"].to_numpy()[both], table)
     d = asdict(rep)
     d["confusion"] = rep.confusion.tolist()
+    d["n_without_manual_value"] = int((~np.isfinite(patients["manual_kpa"].to_numpy(float))).sum())
+    d["n_without_auto_value"] = int((~np.isfinite(patients["auto_kpa"].to_numpy(float))).sum())
     return d
 
 
