@@ -1,7 +1,9 @@
 """Studies arrive by themselves: a DICOM Storage SCP (``listen``) and a watch folder (``watch``).
 
 ``python -m mre_core listen --port 11112 --ae-title MRE_REVIEW [--allow SCANNER,PACS] [--forward-to H:P:AET]``
-    A pynetdicom SCP for MR Image Storage, Enhanced MR Image Storage and Verification (C-ECHO).
+    A pynetdicom SCP for every Storage SOP class (so a PACS can re-send a whole study, our own SEG and SR
+    included) in any transfer syntax, and Verification (C-ECHO). Only MR elastograms are analysed; the
+    other objects are filed with the study and reported by the reader with their reason.
     Every instance is written to the inbox on disk and registered **before** the C-STORE
     response (so an acknowledged instance is never lost), in the network thread; analysis runs in
     :class:`mre_core.workflow.worker.Worker` once the study has been quiet for ``--quiet-s`` seconds.
@@ -27,8 +29,8 @@ from pathlib import Path
 from typing import Any
 
 from pydicom.uid import AllTransferSyntaxes
-from pynetdicom import AE, evt
-from pynetdicom.sop_class import EnhancedMRImageStorage, MRImageStorage, Verification
+from pynetdicom import AE, AllStoragePresentationContexts, evt
+from pynetdicom.sop_class import Verification
 
 from mre_core.config import Settings
 from mre_core.store.inbox import Inbox, InstanceKeys
@@ -39,7 +41,8 @@ from mre_core.workflow.worker import BackgroundLoop, Destination, IntakeConfig, 
 log = logging.getLogger(__name__)
 
 #: Storage SOP classes the listener accepts (anything else is refused at association).
-ACCEPTED_STORAGE = (MRImageStorage, EnhancedMRImageStorage)
+#: every Storage SOP class pynetdicom knows (MR, Enhanced MR, SEG, SR, CT, secondary capture, …)
+ACCEPTED_STORAGE = tuple(str(c.abstract_syntax) for c in AllStoragePresentationContexts)
 STATUS_SUCCESS, STATUS_CANNOT_UNDERSTAND, STATUS_OUT_OF_RESOURCES = 0x0000, 0xC210, 0xA700
 
 

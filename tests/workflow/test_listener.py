@@ -372,3 +372,34 @@ def test_an_instance_without_series_uid_is_refused_with_a_status_and_nothing_is_
         assert inbox.studies_table().empty and not inbox.root.exists()
     finally:
         listener.stop()
+
+
+def test_a_whole_study_resent_with_our_seg_and_sr_is_accepted_and_filed(tmp_path: Path) -> None:
+    """A PACS re-sends the whole study, which by then holds our SEG and SR (and maybe a CT scout): all accepted."""
+    from mre_core.outputs.seg import build_seg
+    from mre_core.outputs.sr import build_sr
+    from tests import dicom_factory as fx
+    from tests.result_factory import make_result
+
+    result = make_result()
+    seg = build_seg(result)
+    objects = [seg, build_sr(result, seg), fx.ct_dataset()]
+    inbox = Inbox(Store(f"sqlite:///{tmp_path / 's.sqlite'}"), tmp_path / "inbox")
+    port = free_port()
+    listener = Listener(inbox, Settings(device="cpu"), ListenerConfig(port=port, host="127.0.0.1"),
+                        IntakeConfig(quiet_s=600))
+    listener.start()
+    try:
+        ae = AE(ae_title="PACS")
+        for ds in objects:
+            ae.add_requested_context(ds.SOPClassUID, str(ds.file_meta.TransferSyntaxUID))
+        assoc = ae.associate("127.0.0.1", port, ae_title="MRE_REVIEW")
+        assert assoc.is_established
+        statuses = [int(assoc.send_c_store(ds).Status) for ds in objects]
+        assoc.release()
+        assert statuses == [0, 0, 0]
+        filed = list(inbox.root.rglob("*.dcm"))
+        assert {str(pydicom.dcmread(f, stop_before_pixels=True).SOPClassUID) for f in filed} == \
+            {str(ds.SOPClassUID) for ds in objects}
+    finally:
+        listener.stop()
