@@ -39,7 +39,9 @@ def cmd_analyze(args: argparse.Namespace) -> int:
 
     try:
         settings = _settings(args)
-        outcome = analyze_to_folder(args.paths, args.out, settings, show_progress=not args.quiet, write_pdf=args.pdf)
+        store = None if args.no_store else _open_store(settings)
+        outcome = analyze_to_folder(args.paths, args.out, settings, show_progress=not args.quiet, write_pdf=args.pdf,
+                                    store=store)
     except (WeightsError, ValueError, RuntimeError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
@@ -47,11 +49,25 @@ def cmd_analyze(args: argparse.Namespace) -> int:
         stage = r.stage.stage.label if r.stage else "no stage"
         flags = ",".join(f.value for f in r.qc_flags) or "ok"
         print(f"{r.patient_id}\t{r.stiffness_kpa:.2f} kPa\t{stage}\tQC: {flags}")
+    if store is not None:
+        print(f"results store {store.display_url}: {len(outcome.saved)} result(s) saved as 'auto' (awaiting review), "
+              f"{len(outcome.unchanged)} unchanged since an earlier revision", file=sys.stderr)
     n_files = sum(s.n_files for s in outcome.skipped)
     print(f"{len(outcome.results)} studies analysed; {len(outcome.skipped)} series or files not analysed "
           f"({n_files} files; one row each in {args.out / 'skipped.csv'}){_skipped_lines(outcome.skipped)}",
           file=sys.stderr)
     return 0 if outcome.results else 1
+
+
+def _open_store(settings):  # noqa: ANN001, ANN202 - keeps the store import out of the parser
+    """The results store, or None with a warning when it cannot be opened (the files are still written)."""
+    from mre_core.store.results import Store, StoreError
+
+    try:
+        return Store(settings.db_url)
+    except StoreError as exc:
+        print(f"warning: {exc}; results are written to --out only (use --no-store to silence this)", file=sys.stderr)
+        return None
 
 
 #: the CLI lists at most this many series left out; skipped.csv has them all
@@ -106,6 +122,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--staging", choices=sorted(TABLES), help="cut-off table (default: paper)")
     p.add_argument("--pdf", action="store_true", help="also write a one-page PDF report per study (pdf/)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--no-store", action="store_true",
+                   help="do not save the results to the results store (MRE_DB_URL; default: saved, awaiting review)")
     _model_args(p)
     p.set_defaults(func=cmd_analyze)
 

@@ -27,6 +27,17 @@ def _save_constant_model(weights_dir: Path, name: str, logit: float) -> Path:
     return weights_dir
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _private_store_and_inbox(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """No test writes the repository's data/ folder: the default store and inbox live in a temporary folder
+    (subprocesses inherit the variables). A test that needs its own store still sets MRE_DB_URL itself."""
+    import os
+
+    root = tmp_path_factory.mktemp("default_store")
+    os.environ.setdefault("MRE_DB_URL", f"sqlite:///{root / 'mre_review.sqlite'}")
+    os.environ.setdefault("MRE_INBOX_DIR", str(root / "inbox"))
+
+
 @pytest.fixture(scope="session")
 def all_liver_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Weights folder holding ``all_liver`` (every pixel predicted as ROI)."""

@@ -128,3 +128,22 @@ def test_phantom_verb_writes_a_deterministic_cohort(tmp_path):
     a, b = pd.read_csv(tmp_path / "a" / "cohort.csv"), pd.read_csv(tmp_path / "b" / "cohort.csv")
     pd.testing.assert_frame_equal(a, b)
     assert len(a) == 2 and {"manual_kpa", "manual_stage", "split"} <= set(a.columns)
+
+
+@pytest.mark.slow
+def test_analyze_saves_to_the_results_store_once(tmp_path, phantom_studies, all_liver_weights):
+    from mre_core.store.results import Store
+
+    url = f"sqlite:///{tmp_path / 'store.sqlite'}"
+    args = ("analyze", str(phantom_studies["siemens_zero"]), "--weights-dir", str(all_liver_weights),
+            "--model", "all_liver", "--device", "cpu", "-q")
+    first = _run(*args, "--out", str(tmp_path / "a"), env={"MRE_DB_URL": url})
+    assert first.returncode == 0, first.stderr[-2000:]
+    assert "1 result(s) saved as 'auto'" in first.stderr
+    table = Store(url).latest_table()
+    assert len(table) == 1 and table["kind"].tolist() == ["auto"] and table["dataset"].tolist() == ["cli"]
+    again = _run(*args, "--out", str(tmp_path / "b"), env={"MRE_DB_URL": url})
+    assert "0 result(s) saved" in again.stderr and "1 unchanged" in again.stderr
+    assert len(Store(url).history(table["study_uid"][0])) == 1, "the same series is not saved twice"
+    off = _run(*args, "--out", str(tmp_path / "c"), "--no-store", env={"MRE_DB_URL": url})
+    assert off.returncode == 0 and "results store" not in off.stderr

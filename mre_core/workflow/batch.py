@@ -17,6 +17,7 @@ from tqdm import tqdm
 
 from mre_core.analysis.pipeline import StudyResult, analyze_study
 from mre_core.config import Settings
+from mre_core.store.results import Store
 from mre_core.io.elastogram import SkippedFile
 from mre_core.io.reader import read_inputs
 from mre_core.io.sources import Source
@@ -33,6 +34,29 @@ class BatchOutcome:
     skipped: list[SkippedFile] = field(default_factory=list)
     written: dict[str, Path] = field(default_factory=dict)
     read_s: float = 0.0
+    saved: list[str] = field(default_factory=list)  #: "study uid: revision N" for each result saved to the store
+    unchanged: list[str] = field(default_factory=list)  #: studies whose elastogram series was saved before
+
+
+#: ``Store.latest_table``'s dataset name for studies analysed from the command line
+CLI_DATASET = "cli"
+
+
+def save_results(outcome: BatchOutcome, store: Store) -> None:
+    """Save every result as an ``auto`` revision ("awaiting review") so it reaches the worklist and the cohort.
+
+    A study whose elastogram series (the same SOP instances) was saved before is not saved again, as the
+    DICOM inbox does; the earlier revision, possibly reviewed, stays the latest.
+    """
+    for r in outcome.results:
+        sops = frozenset(e.sop_uid for e in r.study.series.slices)
+        last, kind, last_sops = store.latest_slices(r.study_uid, r.series_uid)
+        if last is not None and last_sops == sops:
+            outcome.unchanged.append(f"{r.study_uid}: revision {last} ({kind})")
+            continue
+        number = store.save(r, kind="auto", comment="automatic result from the command line, awaiting review",
+                            dataset=CLI_DATASET)
+        outcome.saved.append(f"{r.study_uid}: revision {number}")
 
 
 def analyze_sources(sources: Sequence[Source], settings: Settings, model: LoadedModel | None = None,
@@ -63,9 +87,10 @@ def analyze_sources(sources: Sequence[Source], settings: Settings, model: Loaded
 
 def analyze_to_folder(sources: Sequence[Source], out_dir: Path, settings: Settings,
                       model: LoadedModel | None = None, show_progress: bool = False,
-                      write_seg: bool = True, write_pdf: bool = False) -> BatchOutcome:
+                      write_seg: bool = True, write_pdf: bool = False, store: Store | None = None) -> BatchOutcome:
     """Analyse ``sources`` and write studies.csv, slices.csv, skipped.csv, ``seg/<series_uid>.dcm`` and
-    ``sr/<series_uid>.dcm`` (DICOM SEG + TID 1500 SR), and with ``write_pdf`` ``pdf/<patient>_<uid>.pdf``."""
+    ``sr/<series_uid>.dcm`` (DICOM SEG + TID 1500 SR), and with ``write_pdf`` ``pdf/<patient>_<uid>.pdf``;
+    with a ``store``, every new result is also saved there (:func:`save_results`)."""
     from mre_core.outputs.tables import write_csvs
 
     out_dir = Path(out_dir)
@@ -77,6 +102,8 @@ def analyze_to_folder(sources: Sequence[Source], out_dir: Path, settings: Settin
         if write_pdf:
             _write_pdf(r, out_dir, outcome)
     outcome.written.update(write_csvs(outcome.results, outcome.skipped, out_dir))
+    if store is not None:
+        save_results(outcome, store)
     return outcome
 
 
