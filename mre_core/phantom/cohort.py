@@ -12,6 +12,7 @@ import math
 import os
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -87,22 +88,30 @@ def generate_cohort(out_dir: Path, n_patients: int, seed: int = 0, like_paper: b
     out_dir = Path(out_dir)
     specs = plan_cohort(n_patients, seed, like_paper, stage_mix)
     jobs = [(out_dir, seed, i, spec) for i, spec in enumerate(specs)]
-    workers = workers or min(4, os.cpu_count() or 1)
+    results = run_jobs(_generate_and_write, jobs, workers, "phantom studies", progress, min_parallel=8, chunksize=2)
+    return _write_tables(out_dir, results)
+
+
+def run_jobs(fn: Callable[[Any], Any], jobs: list[Any], workers: int | None, desc: str, progress: bool,
+             min_parallel: int = 2, chunksize: int = 1, initializer: Callable[[], None] | None = None) -> list[Any]:
+    """``[fn(job) for job in jobs]`` in order, in ``workers`` processes (default: CPU count, at most 4) when
+    there are at least ``min_parallel`` jobs, with a progress bar; results do not depend on ``workers``."""
     from tqdm import tqdm
 
-    bar = tqdm(total=len(jobs), desc="phantom studies", unit="study", disable=not progress)
+    workers = workers or min(4, os.cpu_count() or 1)
+    bar = tqdm(total=len(jobs), desc=desc, unit="study", disable=not progress)
     results = []
-    if workers > 1 and len(jobs) >= 8:
-        with ProcessPoolExecutor(workers) as pool:
-            for r in pool.map(_generate_and_write, jobs, chunksize=2):
+    if workers > 1 and len(jobs) >= min_parallel:
+        with ProcessPoolExecutor(workers, initializer=initializer) as pool:
+            for r in pool.map(fn, jobs, chunksize=chunksize):
                 results.append(r)
                 bar.update()
     else:
         for job in jobs:
-            results.append(_generate_and_write(job))
+            results.append(fn(job))
             bar.update()
     bar.close()
-    return _write_tables(out_dir, results)
+    return results
 
 
 def _write_tables(out_dir: Path, results: list[tuple[dict[str, Any], list[dict[str, Any]]]]) -> pd.DataFrame:

@@ -21,9 +21,7 @@ A study is a pure function of ``(seed, patient_index, spec, params)``.
 from __future__ import annotations
 
 import math
-import os
 import time
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -360,26 +358,13 @@ def generate_physics_cohort(out_dir: Path, n_patients: int, seed: int = 0, like_
     Same files as the main style (``dicom/``, ``truth/``, ``cohort.csv`` with extra randomisation columns,
     ``slices.csv``), deterministic for a seed. ``workers`` processes (default: CPU count, at most 4).
     """
-    from tqdm import tqdm
-
-    from mre_core.phantom.cohort import _write_tables, plan_cohort
+    from mre_core.phantom.cohort import _write_tables, plan_cohort, run_jobs
 
     out_dir = Path(out_dir)
     specs = plan_cohort(n_patients, seed, like_paper, stage_mix)
     jobs = [(out_dir, seed, i, s) for i, s in enumerate(specs)]
-    workers = workers or min(4, os.cpu_count() or 1)
-    bar = tqdm(total=len(jobs), desc="physics phantom studies", unit="study", disable=not progress)
-    results = []
-    if workers > 1 and len(jobs) >= 2:
-        with ProcessPoolExecutor(workers, initializer=_one_blas_thread) as pool:
-            for r in pool.map(_generate_and_write, jobs):
-                results.append(r)
-                bar.update()
-    else:
-        for job in jobs:
-            results.append(_generate_and_write(job))
-            bar.update()
-    bar.close()
+    results = run_jobs(_generate_and_write, jobs, workers, "physics phantom studies", progress,
+                       initializer=_one_blas_thread)
     table = _write_tables(out_dir, [(r, rows) for r, rows, _ in results])
     table.attrs["simulation_seconds"] = [s for _, _, s in results]
     return table
