@@ -69,3 +69,26 @@ def test_a_multi_frame_elastogram_is_split_into_frames(corpus: dict[str, Path]) 
     assert all(e.frame_number and e.sop_uid == f"{e.header.SOPInstanceUID}#{e.frame_number}" for e in slices)
     positions = [e.position_mm for e in slices]
     assert positions == sorted(positions) and len(set(positions)) == len(positions)
+
+
+def test_a_multi_frame_file_without_pixel_spacing_is_named_and_the_rest_still_read(corpus: dict[str, Path],
+                                                                                   tmp_path: Path) -> None:
+    import shutil
+
+    import pydicom
+
+    folder = tmp_path / "xa"
+    shutil.copytree(corpus["siemens_xa_enhanced"] / "dicom", folder)
+    files = [f for f in folder.rglob("*") if f.is_file()]
+    elastogram = next(f for f in files if "DERIVED" in pydicom.dcmread(f, stop_before_pixels=True).ImageType)
+    ds = pydicom.dcmread(elastogram)
+    for groups in (ds.get("SharedFunctionalGroupsSequence", []), ds.get("PerFrameFunctionalGroupsSequence", [])):
+        for item in groups:
+            if "PixelMeasuresSequence" in item:
+                del item.PixelMeasuresSequence
+    ds.save_as(elastogram)
+    read = read_inputs([folder], Settings())
+    assert read.studies == ()
+    bad = [s for s in read.skipped if s.file.endswith(elastogram.name)]
+    assert len(bad) == 1 and "no PixelSpacing in the functional groups" in bad[0].reason
+    assert sum(s.n_files for s in read.skipped) == len(files), "every other file is reported too, nothing lost"

@@ -172,7 +172,7 @@ def _edited_slice(rs: ReviewableStudy, i: int, edits: ReviewEdits, settings: Set
     if edit.threshold is not None and edit.threshold != rs.threshold:
         auto = slice_result(e, rs.probabilities[i], edit.threshold, settings)
     if not edit.grow_px and not edit.excluded:
-        return auto if auto is not base else replace(base)
+        return auto
     roi = adjust_roi(auto.roi, e.confidence, e.kpa, edit.grow_px)
     measured = measure_slice(e, roi, auto.predicted_mask, settings, excluded=edit.excluded or auto.excluded)
     guard = tuple(f for f in auto.qc_flags if f in UNRELIABLE)  # an eroded/dilated automatic ROI keeps its warnings

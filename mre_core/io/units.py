@@ -32,6 +32,9 @@ RULE_UNITS: dict[str, tuple[VendorProfile, float]] = {
 }
 
 
+_UNIT_WORDS = {"pa": "Pa", "kpa": "kPa", "kpa_x100": "kPa x 100"}
+
+
 def to_kpa(values: np.ndarray, ds_header: Dataset, settings: Settings,
            hint_values: np.ndarray | None = None, rule_unit: str | None = None,
            ) -> tuple[np.ndarray, VendorProfile, float]:
@@ -132,7 +135,7 @@ def profile_note(ds: Dataset, settings: Settings, rule: str | None = None, rule_
     if _rwvm(ds) is not None:
         return "RealWorldValueMapping units (kPa/Pa)"
     if rule and rule_unit in RULE_UNITS:
-        return f"rule {rule}: stored value = {rule_unit.replace('kpa_x100', 'kPa x 100').replace('kpa', 'kPa').replace('pa', 'Pa')}"
+        return f"rule {rule}: stored value = {_UNIT_WORDS[rule_unit]}"
     maker = str(ds.get("Manufacturer", ""))
     if "SIEMENS" in maker.upper() or re.search(r"\bGE\b|GENERAL ELECTRIC", maker.upper()):
         return f"Manufacturer {maker!r}"

@@ -167,11 +167,7 @@ def run_cli(args: argparse.Namespace) -> int:
         from mre_core.phantom.physics_study import generate_physics_cohort
 
         table = generate_physics_cohort(args.out, args.patients, args.seed, args.like_paper, workers=args.workers)
-        print(f"wrote {len(table)} physics-style studies to {args.out} "
-              f"({(table['split'] == 'train').sum()} train / {(table['split'] == 'test').sum()} test)")
-        if args.contact_sheet:
-            print(f"contact sheet: {contact_sheet(args.out, Path(args.out) / 'contact_sheet.png')}")
-        return 0
+        return _report(args, table, "physics-style studies")
     if getattr(args, "layout", None):
         from mre_core.phantom.layouts import LAYOUTS, generate_layout_cohort
 
@@ -185,8 +181,13 @@ def run_cli(args: argparse.Namespace) -> int:
         print(f"wrote {len(table)} studies in layout {args.layout} to {args.out}")
         return 0
     cohort = generate_cohort(args.out, args.patients, args.seed, args.like_paper, workers=args.workers)
-    print(f"wrote {len(cohort)} studies to {args.out} "
-          f"({(cohort['split'] == 'train').sum()} train / {(cohort['split'] == 'test').sum()} test)")
+    return _report(args, cohort, "studies")
+
+
+def _report(args: argparse.Namespace, table: pd.DataFrame, what: str) -> int:
+    """The ``phantom`` verb's summary line (and the contact sheet when asked for)."""
+    print(f"wrote {len(table)} {what} to {args.out} "
+          f"({(table['split'] == 'train').sum()} train / {(table['split'] == 'test').sum()} test)")
     if args.contact_sheet:
         print(f"contact sheet: {contact_sheet(args.out, Path(args.out) / 'contact_sheet.png')}")
     return 0
