@@ -59,6 +59,7 @@ class TrainConfig:
     plain_base_channels: int = 32
     max_patients: int = 0  #: 0 = all training patients
     loss: str = "bce"  #: "bce" (the paper) or "bce_dice" (BCE + soft Dice: faster convergence on a small budget)
+    init_weights: str = ""  #: "" = from scratch; else "<weights dir>/<name>" to fine-tune from (its SHA-256 is recorded)
     lr_schedule: str = "constant"  #: "constant" (the paper) or "cosine" (lr x 0.5(1 + cos(pi epoch / epochs)))
 
 
@@ -184,19 +185,61 @@ def train_epoch(net, opt, data: ArrayDataset, cfg: TrainConfig, device, gen: tor
     return total / max(seen, 1)
 
 
-def load_data(data_dir: Path, cfg: TrainConfig, out: Path, settings: Settings) -> tuple[ArrayDataset, ArrayDataset]:
-    patients = cohort_records(data_dir, "train")
-    if cfg.max_patients:
-        patients = patients[: cfg.max_patients]
-    if len(patients) < 2:
-        raise ValueError(f"{data_dir}: need at least 2 training patients, found {len(patients)}")
-    tr, va = patient_split(patients, cfg.val_fraction, cfg.seed)
+def data_dirs(data_dir: Path | list[Path] | tuple[Path, ...]) -> list[Path]:
+    """One cohort folder or several, as a list."""
+    return [Path(d) for d in data_dir] if isinstance(data_dir, (list, tuple)) else [Path(data_dir)]
+
+
+def load_data(data_dir: Path | list[Path], cfg: TrainConfig, out: Path,
+              settings: Settings) -> tuple[ArrayDataset, ArrayDataset]:
+    """Training and validation slices: the "train" split of each cohort folder, split by patient per folder
+    (so every cohort style is in both parts); one cache file per folder and part."""
     spec = InputSpec(size=cfg.input_size)
-    return (cached_arrays(tr, spec, settings, out / f"cache_train_{cfg.input_size}.npz"),
-            cached_arrays(va, spec, settings, out / f"cache_val_{cfg.input_size}.npz"))
+    parts: tuple[list[ArrayDataset], list[ArrayDataset]] = ([], [])
+    folders = data_dirs(data_dir)
+    for k, folder in enumerate(folders):
+        patients = cohort_records(folder, "train")
+        if cfg.max_patients:
+            patients = patients[: cfg.max_patients]
+        if len(patients) < 2:
+            raise ValueError(f"{folder}: need at least 2 training patients, found {len(patients)}")
+        tr, va = patient_split(patients, cfg.val_fraction, cfg.seed)
+        tag = "" if k == 0 else f"_{k}"
+        for part, records, name in ((parts[0], tr, "train"), (parts[1], va, "val")):
+            data = cached_arrays(records, spec, settings, out / f"cache_{name}_{cfg.input_size}{tag}.npz")
+            if len(folders) > 1:  # phantom patient IDs restart at P0000 in every cohort: name them by folder
+                data = replace(data, patient_ids=tuple(f"{k}:{i}" for i in data.patient_ids))
+            part.append(data)
+    return concat_datasets(parts[0]), concat_datasets(parts[1])
 
 
-def train(data_dir: Path, out: Path, cfg: TrainConfig, settings: Settings, export: Path | None = None,
+def concat_datasets(parts: list[ArrayDataset]) -> ArrayDataset:
+    """Several datasets as one (same input size)."""
+    if len(parts) == 1:
+        return parts[0]
+    return ArrayDataset(np.concatenate([p.inputs for p in parts]), np.concatenate([p.targets for p in parts]),
+                        tuple(i for p in parts for i in p.patient_ids))
+
+
+def initial_state(cfg: TrainConfig, model_cfg: ModelConfig) -> tuple[dict | None, str]:
+    """Weights to fine-tune from (``cfg.init_weights`` = "<dir>/<name>") and their version; (None, "") = scratch.
+
+    The checkpoint's checksum is verified (:func:`~mre_core.model.network.load_model`) and its architecture
+    and input must match the run's, or training would silently start from a different network."""
+    if not cfg.init_weights:
+        return None, ""
+    from mre_core.model.network import load_model
+
+    path = Path(cfg.init_weights)
+    loaded = load_model(path.parent, path.name, "cpu")
+    if loaded.config.arch != model_cfg.arch or loaded.config.input.channels != model_cfg.input.channels:
+        raise ValueError(f"{cfg.init_weights}: architecture {loaded.config.arch} / channels "
+                         f"{loaded.config.input.channels} differ from this run's {model_cfg.arch} / "
+                         f"{model_cfg.input.channels}")
+    return loaded.net.state_dict(), loaded.version
+
+
+def train(data_dir: Path | list[Path], out: Path, cfg: TrainConfig, settings: Settings, export: Path | None = None,
           resume: bool = False, name: str = "unet_resnext50_32x4d", show_progress: bool = True) -> dict:
     """Train (or resume), checkpoint every epoch, export the best-Dice model; returns the training record."""
     if cfg.augment_style not in ("basic", "full"):
@@ -207,7 +250,11 @@ def train(data_dir: Path, out: Path, cfg: TrainConfig, settings: Settings, expor
     train_data, val_data = load_data(data_dir, cfg, out, settings)
     model_cfg = ModelConfig(name=name, arch=cfg.arch, input=InputSpec(size=cfg.input_size),
                             plain_base_channels=cfg.plain_base_channels)
-    net = build_model(model_cfg).to(device)
+    net = build_model(model_cfg)
+    init_state, init_version = initial_state(cfg, model_cfg)
+    if init_state is not None:
+        net.load_state_dict(init_state)
+    net = net.to(device)
     opt = make_optimizer(net, cfg)
     gen = torch.Generator().manual_seed(cfg.seed)
     log: list[dict] = []
@@ -240,7 +287,7 @@ def train(data_dir: Path, out: Path, cfg: TrainConfig, settings: Settings, expor
     record = {"train_config": asdict(cfg), "log": log, "best_val_dice": best, "device": str(device),
               "train_slices": len(train_data), "val_slices": len(val_data),
               "train_patients": len(set(train_data.patient_ids)), "val_patients": len(set(val_data.patient_ids)),
-              "data": str(data_dir)}
+              "data": ", ".join(str(d) for d in data_dirs(data_dir)), "init_weights": init_version or "scratch"}
     if export is not None and (out / "best.pt").is_file():
         net.load_state_dict(torch.load(out / "best.pt", map_location=device))
         save_weights(net, replace(model_cfg, card={"training": record}), export)
@@ -278,7 +325,10 @@ def search(data_dir: Path, out: Path, cfg: TrainConfig, settings: Settings, n_tr
 
 def configure_parser(p: argparse.ArgumentParser) -> None:
     d = TrainConfig()
-    p.add_argument("--data", type=Path, required=True, help="phantom cohort folder (cohort.csv, dicom/, truth/)")
+    p.add_argument("--data", type=Path, required=True, action="append",
+                   help="phantom cohort folder (cohort.csv, dicom/, truth/); repeat to train on several styles")
+    p.add_argument("--init-weights", default="", metavar="DIR/NAME",
+                   help="fine-tune from these weights (e.g. weights/unet_resnext50_32x4d) instead of from scratch")
     p.add_argument("--out", type=Path, required=True, help="run folder: checkpoint.pt, log.csv, caches")
     p.add_argument("--arch", choices=("unet_resnext50", "unet_plain"), default=d.arch)
     p.add_argument("--export", type=Path, help="weights folder to write the best model into (e.g. weights/)")
@@ -309,12 +359,13 @@ def run_cli(args: argparse.Namespace) -> int:
                       augment=not args.no_augment, augment_style="full" if args.augment else "basic",
                       bf16=args.bf16, plain_base_channels=args.plain_base_channels,
                       max_patients=args.max_patients, loss=args.loss,
-                      lr_schedule=args.lr_schedule)
+                      lr_schedule=args.lr_schedule, init_weights=args.init_weights)
     if args.search:
         best = search(args.data, args.out / "search", cfg, settings, args.search, args.trial_epochs)
         cfg = replace(cfg, **best["best_params"])
         print(f"search: best {best['best_params']} (val Dice {best['best_val_dice']:.4f})")
     name = args.name or ("unet_resnext50_32x4d" if cfg.arch == "unet_resnext50" else "unet_plain")
-    record = train(args.data, args.out, cfg, settings, args.export, args.resume, name)
+    data = args.data if len(args.data) > 1 else args.data[0]
+    record = train(data, args.out, cfg, settings, args.export, args.resume, name)
     print(f"best validation Dice {record['best_val_dice']:.4f}; log {args.out / 'log.csv'}")
     return 0

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import math
 import os
+from dataclasses import replace
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from collections.abc import Callable
@@ -79,17 +80,27 @@ def _generate_and_write(job: tuple[Path, int, int, StudySpec]) -> tuple[dict[str
 
 def generate_cohort(out_dir: Path, n_patients: int, seed: int = 0, like_paper: bool = False,
                     stage_mix: dict[FibrosisStage, float] | None = None, progress: bool = True,
-                    workers: int | None = None) -> pd.DataFrame:
+                    workers: int | None = None, train_fraction: float | None = None) -> pd.DataFrame:
     """Generate and write a cohort: DICOM, truth, ``cohort.csv`` and ``slices.csv``.
 
     Deterministic for a seed (same seed, same bytes). ``workers`` processes (default: the
-    CPU count, at most 4; small cohorts run in-process). Returns the cohort table.
+    CPU count, at most 4; small cohorts run in-process). ``train_fraction`` (not with
+    ``like_paper``) overrides the share of "train" patients. Returns the cohort table.
     """
     out_dir = Path(out_dir)
-    specs = plan_cohort(n_patients, seed, like_paper, stage_mix)
+    specs = plan_cohort(n_patients, seed, like_paper, stage_mix, cohort_params(train_fraction))
     jobs = [(out_dir, seed, i, spec) for i, spec in enumerate(specs)]
     results = run_jobs(_generate_and_write, jobs, workers, "phantom studies", progress, min_parallel=8, chunksize=2)
     return _write_tables(out_dir, results)
+
+
+def cohort_params(train_fraction: float | None = None) -> PhantomParams:
+    """Default phantom parameters, with the share of "train" patients replaced when given (0..1)."""
+    if train_fraction is None:
+        return PhantomParams()
+    if not 0.0 <= train_fraction <= 1.0:
+        raise ValueError(f"train fraction must lie in 0..1, got {train_fraction}")
+    return replace(PhantomParams(), train_fraction=float(train_fraction))
 
 
 def run_jobs(fn: Callable[[Any], Any], jobs: list[Any], workers: int | None, desc: str, progress: bool,
@@ -144,6 +155,9 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0, help="random seed; same seed, same files (default: 0)")
     p.add_argument("--like-paper", action="store_true",
                    help="the paper's cohort: 319 patients, 91 train / 228 test, >= F2 in 76 %% / 52 %%")
+    p.add_argument("--train-fraction", type=float, default=None,
+                   help="share of patients in split 'train' (main and physics styles; default 0.3; "
+                        "not with --like-paper, whose split is the paper's 91/228)")
     p.add_argument("--contact-sheet", action="store_true", help="also write OUT/contact_sheet.png")
     p.add_argument("--workers", type=int, default=None, help="worker processes (default: CPU count, at most 4)")
     p.add_argument("--style", choices=("main", "holdout", "physics"), default="main",
@@ -166,7 +180,8 @@ def run_cli(args: argparse.Namespace) -> int:
     if getattr(args, "style", "main") == "physics":
         from mre_core.phantom.physics_study import generate_physics_cohort
 
-        table = generate_physics_cohort(args.out, args.patients, args.seed, args.like_paper, workers=args.workers)
+        table = generate_physics_cohort(args.out, args.patients, args.seed, args.like_paper, workers=args.workers,
+                                        train_fraction=args.train_fraction)
         return _report(args, table, "physics-style studies")
     if getattr(args, "layout", None):
         from mre_core.phantom.layouts import LAYOUTS, generate_layout_cohort
@@ -180,7 +195,8 @@ def run_cli(args: argparse.Namespace) -> int:
         table = generate_layout_cohort(args.out, args.layout, args.patients, args.seed)
         print(f"wrote {len(table)} studies in layout {args.layout} to {args.out}")
         return 0
-    cohort = generate_cohort(args.out, args.patients, args.seed, args.like_paper, workers=args.workers)
+    cohort = generate_cohort(args.out, args.patients, args.seed, args.like_paper, workers=args.workers,
+                             train_fraction=args.train_fraction)
     return _report(args, cohort, "studies")
 
 

@@ -352,16 +352,17 @@ def _one_blas_thread() -> None:
 
 
 def generate_physics_cohort(out_dir: Path, n_patients: int, seed: int = 0, like_paper: bool = False,
-                            workers: int | None = None, progress: bool = True, stage_mix=None):
+                            workers: int | None = None, progress: bool = True, stage_mix=None,
+                            train_fraction: float | None = None):
     """Plan (as :func:`~.cohort.plan_cohort`), simulate and write a physics-style cohort; returns ``cohort.csv``.
 
     Same files as the main style (``dicom/``, ``truth/``, ``cohort.csv`` with extra randomisation columns,
     ``slices.csv``), deterministic for a seed. ``workers`` processes (default: CPU count, at most 4).
     """
-    from mre_core.phantom.cohort import _write_tables, plan_cohort, run_jobs
+    from mre_core.phantom.cohort import _write_tables, cohort_params, plan_cohort, run_jobs
 
     out_dir = Path(out_dir)
-    specs = plan_cohort(n_patients, seed, like_paper, stage_mix)
+    specs = plan_cohort(n_patients, seed, like_paper, stage_mix, cohort_params(train_fraction))
     jobs = [(out_dir, seed, i, s) for i, s in enumerate(specs)]
     results = run_jobs(_generate_and_write, jobs, workers, "physics phantom studies", progress,
                        initializer=_one_blas_thread)

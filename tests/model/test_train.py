@@ -71,3 +71,37 @@ def test_loss_kinds():
     assert segmentation_loss(logits, target, "bce_dice") > segmentation_loss(logits, target, "bce")
     with pytest.raises(ValueError, match="bce_dice"):
         segmentation_loss(logits, target, "focal")
+
+
+def test_fine_tuning_starts_from_the_given_weights_and_records_them(tiny_cohort, tmp_path):
+    first = train(tiny_cohort, tmp_path / "a", replace(TINY, epochs=1), Settings(device="cpu"),
+                  export=tmp_path / "w", name="tiny", show_progress=False)
+    start = load_model(tmp_path / "w", "tiny", "cpu")
+    cfg = replace(TINY, epochs=1, lr=0.0, init_weights=str(tmp_path / "w" / "tiny"))  # lr 0: weights must not move
+    record = train(tiny_cohort, tmp_path / "b", cfg, Settings(device="cpu"), export=tmp_path / "w2", name="tiny",
+                   show_progress=False)
+    assert record["init_weights"] == start.version and first["init_weights"] == "scratch"
+    tuned = load_model(tmp_path / "w2", "tiny", "cpu")
+    for key, value in start.net.state_dict().items():
+        if value.is_floating_point() and "running" not in key and "num_batches" not in key:
+            assert torch.equal(value, tuned.net.state_dict()[key]), key
+
+
+def test_fine_tuning_refuses_weights_of_another_architecture(tiny_cohort, tmp_path):
+    train(tiny_cohort, tmp_path / "a", replace(TINY, epochs=1), Settings(device="cpu"), export=tmp_path / "w",
+          name="tiny", show_progress=False)
+    cfg = replace(TINY, arch="unet_resnext50", init_weights=str(tmp_path / "w" / "tiny"))
+    with pytest.raises(ValueError, match="architecture unet_plain"):
+        train(tiny_cohort, tmp_path / "b", cfg, Settings(device="cpu"), show_progress=False)
+
+
+def test_several_cohort_folders_train_together(tiny_cohort, tmp_path):
+    from mre_core.phantom.cohort import generate_cohort
+
+    other = tmp_path / "other"
+    generate_cohort(other, 3, seed=5, progress=False, workers=1, train_fraction=1.0)
+    record = train([tiny_cohort, other], tmp_path / "run", replace(TINY, epochs=1), Settings(device="cpu"),
+                   show_progress=False)
+    one = train(tiny_cohort, tmp_path / "run1", replace(TINY, epochs=1), Settings(device="cpu"), show_progress=False)
+    assert record["train_patients"] + record["val_patients"] == one["train_patients"] + one["val_patients"] + 3
+    assert str(other) in record["data"]

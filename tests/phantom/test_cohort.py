@@ -196,3 +196,13 @@ def test_cli_writes_cohort_tables_and_contact_sheet(tmp_path: Path) -> None:
     assert len(slices) == table["n_slices"].sum()
     assert (tmp_path / "contact_sheet.png").stat().st_size > 10_000
     assert sorted(p.name for p in (tmp_path / "truth").iterdir()) == ["P0001.npz", "P0002.npz", "P0003.npz"]
+
+
+def test_train_fraction_sets_the_share_of_train_patients_and_is_checked() -> None:
+    from mre_core.phantom.cohort import cohort_params, plan_cohort
+
+    specs = plan_cohort(20, seed=0, params=cohort_params(0.85))
+    assert [s.split for s in specs].count("train") == 17 and specs[-1].split == "test"
+    assert [s.split for s in plan_cohort(20, seed=0)].count("train") == 6  # the default 30 %
+    with pytest.raises(ValueError, match="0..1"):
+        cohort_params(1.5)
