@@ -16,13 +16,16 @@ $(STAMP): requirements.txt
 setup: $(STAMP)
 
 ## Debian packages: chromium (real-browser test), dcmtk (storescu/dcmsend/echoscu/dsrdump for the
-## DICOM listener tests and the README example) and dicom3tools (dciodvfy, the DICOM validator the
-## SEG/SR tests run); skipped when all three are already there
+## DICOM listener tests and the README example), dicom3tools (dciodvfy, the DICOM validator the
+## SEG/SR tests run), orthanc (the PACS of the end-to-end hospital test) and postgresql-15 (the store
+## tests start their own server); skipped when all are already there
 system-deps:
-	@test -x /usr/bin/chromium -a -x /usr/bin/storescu -a -x /usr/bin/dsrdump -a -x /usr/bin/dciodvfy || { \
+	@test -x /usr/bin/chromium -a -x /usr/bin/storescu -a -x /usr/bin/dsrdump -a -x /usr/bin/dciodvfy \
+	  -a -x /usr/sbin/Orthanc -a -x /usr/lib/postgresql/15/bin/initdb || { \
 	  SUDO=$$(test "$$(id -u)" -eq 0 || echo sudo); \
 	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get update && \
-	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y chromium dcmtk dicom3tools; }
+	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y chromium dcmtk dicom3tools \
+	    orthanc postgresql-15; }
 
 ## Start the web app on http://localhost:8501 (demo data, SQLite, shipped weights)
 run: setup

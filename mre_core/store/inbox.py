@@ -12,11 +12,21 @@ loses nothing that was acknowledged. Three tables live in the same database as t
 ``forwards``
     DICOM objects (SEG, SR) waiting to be sent to, or sent to, a destination AE, with attempts.
 
+``outputs``
+    the SEG, SR and PDF written for a saved revision (path, SHA-256), so a crash between steps is
+    resumed where it stopped (:mod:`mre_core.workflow.steps`).
+
 Study status moves ``receiving`` → ``processing`` → ``done`` | ``not analysed`` | ``failed``; a
 new instance for a study puts it back to ``receiving`` (it is analysed again once quiet).
-A study is *ready* when it is ``receiving`` and nothing has arrived for the quiet period.
-After a restart, :meth:`Inbox.recover` puts ``processing`` studies back to ``receiving`` and
-registers any file on disk that the store does not know, so nothing received is forgotten.
+A study is *ready* when it is ``receiving`` and nothing has arrived for the quiet period (counted
+from the last arrival, or from the last restart: :meth:`Inbox.recover`), or when the worker that
+claimed it died (its lease ran out, or it was a process on this host that no longer runs).
+
+Several workers may share one store: a study and a forward are taken by an atomic conditional
+``UPDATE`` (one transaction; on SQLite under ``BEGIN IMMEDIATE``, on PostgreSQL the row lock of the
+update makes a second claimer see the row already taken), stamped with the worker's id
+(``host:pid``) and a lease. After a restart, :meth:`Inbox.recover` releases the claims of dead
+workers and registers any file on disk that the store does not know, so nothing received is forgotten.
 """
 
 from __future__ import annotations
@@ -25,6 +35,7 @@ import datetime as _dt
 import logging
 import os
 import re
+import socket
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,12 +46,39 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
 from mre_core.store.results import Store
-from mre_core.store.schema import forwards, inbox_instances, inbox_studies
+from mre_core.store.schema import forwards, inbox_instances, inbox_studies, outputs
 
 log = logging.getLogger(__name__)
 
 RECEIVING, PROCESSING, DONE, NOT_ANALYSED, FAILED = "receiving", "processing", "done", "not analysed", "failed"
-PENDING, SENT = "pending", "sent"
+PENDING, SENDING, SENT = "pending", "sending", "sent"
+DEFAULT_LEASE_S = 600.0  #: a claim older than this is taken as abandoned (a worker on another host died)
+
+
+def worker_id() -> str:
+    """This process as a claimer: ``host:pid``."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def claim_is_dead(claimed_by: str) -> bool:
+    """Whether a claim belongs to a process of this host that no longer runs (or to no one).
+
+    Claims of other hosts are never judged here (their lease expires instead); a claim by this very
+    process id before this process claimed anything is a previous process that had the same pid."""
+    if not claimed_by:
+        return True
+    host, _, pid_text = claimed_by.rpartition(":")
+    if host != socket.gethostname() or not pid_text.isdigit():
+        return False
+    import psutil
+
+    pid = int(pid_text)
+    if pid == os.getpid():
+        return True
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
 
 
 @dataclass(frozen=True)
@@ -119,49 +157,74 @@ class Inbox:
                     conn.execute(inbox_studies.insert().values(
                         study_uid=keys.study_uid, patient_id=keys.patient_id, patient_name=keys.patient_name,
                         study_date=keys.study_date, origin=origin, status=RECEIVING, n_instances=1,
-                        first_received_at=now, last_received_at=now, attempts=0, detail=""))
+                        first_received_at=now, last_received_at=now, quiet_from=now, attempts=0, detail="",
+                        claimed_by=""))
                 else:
                     conn.execute(inbox_studies.update().where(inbox_studies.c.study_uid == keys.study_uid).values(
-                        status=RECEIVING, n_instances=inbox_studies.c.n_instances + 1, last_received_at=now))
+                        status=RECEIVING, n_instances=inbox_studies.c.n_instances + 1, last_received_at=now,
+                        quiet_from=now))
             return True
         except IntegrityError:  # the same SOP instance registered concurrently: a duplicate
             return False
 
     # ------------------------------------------------------------------ queue
+    @staticmethod
+    def _takeable(quiet_s: float, now: float) -> sa.ColumnElement[bool]:
+        """Quiet ``receiving`` studies, and ``processing`` ones whose claim's lease ran out."""
+        quiet_since = sa.func.coalesce(inbox_studies.c.quiet_from, inbox_studies.c.last_received_at)
+        return (((inbox_studies.c.status == RECEIVING) & (quiet_since <= now - quiet_s))
+                | ((inbox_studies.c.status == PROCESSING) & (inbox_studies.c.lease_until < now)))
+
     def ready(self, quiet_s: float, now: float | None = None) -> list[str]:
-        """Studies still ``receiving`` whose last instance arrived at least ``quiet_s`` ago, oldest first."""
+        """Studies to take now (quiet, or abandoned by a dead worker), oldest arrival first."""
         now = time.time() if now is None else now
-        q = (sa.select(inbox_studies.c.study_uid)
-             .where((inbox_studies.c.status == RECEIVING) & (inbox_studies.c.last_received_at <= now - quiet_s))
+        q = (sa.select(inbox_studies.c.study_uid).where(self._takeable(quiet_s, now))
              .order_by(inbox_studies.c.last_received_at))
         with self.store.engine.connect() as conn:
             return [r[0] for r in conn.execute(q)]
 
-    def claim(self, study_uid: str, quiet_s: float, now: float | None = None) -> bool:
-        """Move a ready study to ``processing`` (one transaction); ``False`` if it is not ready any more."""
+    def claim(self, study_uid: str, quiet_s: float, now: float | None = None, worker: str | None = None,
+              lease_s: float = DEFAULT_LEASE_S) -> bool:
+        """Take a ready study for ``worker`` (default: this process) with a lease; ``False`` if it is not ready
+        any more or another worker took it first (one conditional UPDATE: exactly one claimer wins)."""
         now = time.time() if now is None else now
         with self.store.writer() as conn:
             res = conn.execute(inbox_studies.update()
-                               .where((inbox_studies.c.study_uid == study_uid)
-                                      & (inbox_studies.c.status == RECEIVING)
-                                      & (inbox_studies.c.last_received_at <= now - quiet_s))
-                               .values(status=PROCESSING, attempts=inbox_studies.c.attempts + 1))
+                               .where((inbox_studies.c.study_uid == study_uid) & self._takeable(quiet_s, now))
+                               .values(status=PROCESSING, attempts=inbox_studies.c.attempts + 1,
+                                       claimed_by=worker or worker_id(), lease_until=now + lease_s))
             return res.rowcount == 1
 
-    def finish(self, study_uid: str, status: str, detail: str, series_uid: str = "") -> None:
-        """Record the outcome, unless an instance arrived meanwhile (then the study stays ``receiving``)."""
+    def renew(self, study_uid: str, lease_s: float = DEFAULT_LEASE_S, worker: str | None = None) -> bool:
+        """Extend this worker's lease on a study it is processing (between steps); ``False`` if it lost it."""
         with self.store.writer() as conn:
-            conn.execute(inbox_studies.update()
-                         .where((inbox_studies.c.study_uid == study_uid) & (inbox_studies.c.status == PROCESSING))
-                         .values(status=status, detail=detail[:4000], series_uid=series_uid, finished_at=time.time()))
+            res = conn.execute(inbox_studies.update()
+                               .where((inbox_studies.c.study_uid == study_uid)
+                                      & (inbox_studies.c.status == PROCESSING)
+                                      & (inbox_studies.c.claimed_by == (worker or worker_id())))
+                               .values(lease_until=time.time() + lease_s))
+            return res.rowcount == 1
+
+    def finish(self, study_uid: str, status: str, detail: str, series_uid: str = "",
+               worker: str | None = None) -> None:
+        """Record the outcome, unless an instance arrived meanwhile (then the study stays ``receiving``) or
+        another worker holds the claim now (``worker`` given)."""
+        cond = (inbox_studies.c.study_uid == study_uid) & (inbox_studies.c.status == PROCESSING)
+        if worker:
+            cond = cond & (inbox_studies.c.claimed_by == worker)
+        with self.store.writer() as conn:
+            conn.execute(inbox_studies.update().where(cond)
+                         .values(status=status, detail=detail[:4000], series_uid=series_uid, finished_at=time.time(),
+                                 claimed_by="", lease_until=None))
 
     def requeue(self, study_uid: str) -> bool:
-        """Analyse a finished, failed or not-analysed study again (the reader's "retry"); ``False`` if busy."""
+        """Run a finished, failed or not-analysed study's steps again (the reader's "Analyse again": whatever is
+        missing — result, SEG, SR, PDF, forwards — is done; what exists is kept); ``False`` if busy."""
         with self.store.writer() as conn:
             res = conn.execute(inbox_studies.update()
                                .where((inbox_studies.c.study_uid == study_uid)
                                       & inbox_studies.c.status.in_((DONE, FAILED, NOT_ANALYSED)))
-                               .values(status=RECEIVING))
+                               .values(status=RECEIVING, quiet_from=0.0))
             return res.rowcount == 1
 
     def files(self, study_uid: str) -> list[Path]:
@@ -171,14 +234,32 @@ class Inbox:
                                 .order_by(inbox_instances.c.received_at)).all()
         return [Path(r[0]) for r in rows]
 
-    def recover(self) -> dict[str, int]:
-        """After a restart: interrupted studies back to ``receiving``; unregistered files registered.
+    def recover(self, now: float | None = None) -> dict[str, int]:
+        """At start-up: release the claims of dead workers, restart every waiting study's quiet period, and
+        register files on disk that the store does not know.
 
-        Returns counts ``{"requeued": n, "registered": m}``.
+        A ``processing`` study or ``sending`` forward claimed by a process of this host that no longer runs
+        goes back to the queue at once (a claim of another host waits for its lease). Every ``receiving``
+        study's quiet period starts again now: instances of a partly received study may still be on their
+        way after the downtime. Returns counts ``{"requeued": n, "registered": m, "forwards": k}``.
         """
+        now = time.time() if now is None else now
+        with self.store.engine.connect() as conn:
+            busy = conn.execute(sa.select(inbox_studies.c.study_uid, inbox_studies.c.claimed_by)
+                                .where(inbox_studies.c.status == PROCESSING)).all()
+            sending = conn.execute(sa.select(forwards.c.id, forwards.c.claimed_by)
+                                   .where(forwards.c.status == SENDING)).all()
+        dead_studies = [uid for uid, who in busy if claim_is_dead(who)]
+        dead_forwards = [fid for fid, who in sending if claim_is_dead(who)]
         with self.store.writer() as conn:
-            requeued = conn.execute(inbox_studies.update().where(inbox_studies.c.status == PROCESSING)
-                                    .values(status=RECEIVING)).rowcount
+            if dead_studies:
+                conn.execute(inbox_studies.update().where(inbox_studies.c.study_uid.in_(dead_studies)
+                                                          & (inbox_studies.c.status == PROCESSING))
+                             .values(status=RECEIVING, claimed_by="", lease_until=None))
+            if dead_forwards:
+                conn.execute(forwards.update().where(forwards.c.id.in_(dead_forwards) & (forwards.c.status == SENDING))
+                             .values(status=PENDING, claimed_by="", lease_until=None, next_attempt_at=now))
+            conn.execute(inbox_studies.update().where(inbox_studies.c.status == RECEIVING).values(quiet_from=now))
         registered = 0
         for path in sorted(self.root.rglob("*.dcm")) if self.root.is_dir() else []:
             try:
@@ -189,30 +270,75 @@ class Inbox:
                 continue
             if not self.has(keys.sop_uid) and self._register(keys, path, "recovered", path.stat().st_mtime):
                 registered += 1
-        if requeued or registered:
-            log.warning("inbox recovery: %d interrupted studies re-queued, %d files registered", requeued, registered)
-        return {"requeued": int(requeued), "registered": registered}
+        if registered:  # a file found now restarts its study's quiet period as well
+            with self.store.writer() as conn:
+                conn.execute(inbox_studies.update().where(inbox_studies.c.status == RECEIVING).values(quiet_from=now))
+        if dead_studies or registered or dead_forwards:
+            log.warning("inbox recovery: %d interrupted studies re-queued, %d files registered, %d forwards "
+                        "released", len(dead_studies), registered, len(dead_forwards))
+        return {"requeued": len(dead_studies), "registered": registered, "forwards": len(dead_forwards)}
 
     def status(self, study_uid: str) -> dict | None:
         with self.store.engine.connect() as conn:
             row = conn.execute(sa.select(inbox_studies).where(inbox_studies.c.study_uid == study_uid)).mappings().first()
         return dict(row) if row else None
 
+    # ------------------------------------------------------------------ outputs (SEG, SR, PDF)
+    def record_output(self, study_uid: str, series_uid: str, revision: int, what: str, path: Path, sha256: str,
+                      sop_uid: str = "") -> None:
+        """Note that ``what`` of a revision is on disk (written before, atomically); a second note is a no-op."""
+        row = dict(study_uid=study_uid, series_uid=series_uid, revision=int(revision), what=what, path=str(path),
+                   sha256=sha256, sop_uid=sop_uid, written_at=time.time())
+        try:
+            with self.store.writer() as conn:
+                conn.execute(outputs.insert().values(**row))
+        except IntegrityError:  # recorded already (a resumed step): keep the first note
+            pass
+
+    def outputs(self, study_uid: str, series_uid: str, revision: int) -> dict[str, dict]:
+        """The recorded outputs of one revision, by kind (``SEG``, ``SR``, ``PDF``)."""
+        q = sa.select(outputs).where((outputs.c.study_uid == study_uid) & (outputs.c.series_uid == series_uid)
+                                     & (outputs.c.revision == int(revision)))
+        with self.store.engine.connect() as conn:
+            return {r["what"]: dict(r) for r in conn.execute(q).mappings()}
+
     # ------------------------------------------------------------------ forwarding queue
-    def queue_forward(self, study_uid: str, what: str, path: Path, destination: str) -> None:
+    def queue_forward(self, study_uid: str, what: str, path: Path, destination: str, sop_uid: str = "",
+                      series_uid: str = "") -> bool:
+        """Queue one object for a destination; ``False`` when that object is queued (or sent) there already."""
         now = time.time()
+        same = ((forwards.c.study_uid == study_uid) & (forwards.c.destination == destination)
+                & ((forwards.c.sop_uid == sop_uid) if sop_uid else (forwards.c.path == str(path))))
         with self.store.writer() as conn:
+            if conn.execute(sa.select(forwards.c.id).where(same).limit(1)).first() is not None:
+                return False
             conn.execute(forwards.insert().values(study_uid=study_uid, what=what, path=str(path),
                                                   destination=destination, status=PENDING, attempts=0,
-                                                  next_attempt_at=now, last_error="", updated_at=now))
+                                                  next_attempt_at=now, last_error="", updated_at=now,
+                                                  sop_uid=sop_uid, series_uid=series_uid, claimed_by=""))
+        return True
+
+    @staticmethod
+    def _due(now: float) -> sa.ColumnElement[bool]:
+        return (((forwards.c.status == PENDING) & (forwards.c.next_attempt_at <= now))
+                | ((forwards.c.status == SENDING) & (forwards.c.lease_until < now)))
 
     def due_forwards(self, now: float | None = None) -> list[dict]:
+        """Objects to send now: pending and due, or abandoned mid-send by a dead worker (lease ran out)."""
         now = time.time() if now is None else now
         with self.store.engine.connect() as conn:
-            rows = conn.execute(sa.select(forwards).where((forwards.c.status == PENDING)
-                                                          & (forwards.c.next_attempt_at <= now))
-                                .order_by(forwards.c.id)).mappings().all()
+            rows = conn.execute(sa.select(forwards).where(self._due(now)).order_by(forwards.c.id)).mappings().all()
         return [dict(r) for r in rows]
+
+    def claim_forward(self, forward_id: int, worker: str | None = None, lease_s: float = DEFAULT_LEASE_S,
+                      now: float | None = None) -> bool:
+        """Take one due object for sending (one conditional UPDATE: of several forwarders exactly one wins)."""
+        now = time.time() if now is None else now
+        with self.store.writer() as conn:
+            res = conn.execute(forwards.update().where((forwards.c.id == forward_id) & self._due(now))
+                               .values(status=SENDING, claimed_by=worker or worker_id(), lease_until=now + lease_s,
+                                       updated_at=now))
+            return res.rowcount == 1
 
     def forward_done(self, forward_id: int, ok: bool, error: str, retry_in_s: float | None) -> None:
         """Record one attempt: ``sent``; or ``pending`` again after ``retry_in_s``; or ``failed`` when ``None``."""
@@ -221,7 +347,7 @@ class Inbox:
         with self.store.writer() as conn:
             conn.execute(forwards.update().where(forwards.c.id == forward_id).values(
                 status=status, attempts=forwards.c.attempts + 1, last_error=error[:2000], updated_at=now,
-                next_attempt_at=now + (retry_in_s or 0.0)))
+                next_attempt_at=now + (retry_in_s or 0.0), claimed_by="", lease_until=None))
 
     def forward_table(self, study_uid: str | None = None) -> pd.DataFrame:
         q = sa.select(forwards).order_by(forwards.c.id)
@@ -238,5 +364,5 @@ class Inbox:
             return pd.DataFrame(conn.execute(q).mappings().all(), columns=[c.name for c in inbox_studies.columns])
 
 
-__all__ = ["DONE", "FAILED", "Inbox", "InstanceKeys", "NOT_ANALYSED", "PENDING", "PROCESSING",
-           "RECEIVING", "SENT", "fmt_time"]
+__all__ = ["DEFAULT_LEASE_S", "DONE", "FAILED", "Inbox", "InstanceKeys", "NOT_ANALYSED", "PENDING", "PROCESSING",
+           "RECEIVING", "SENDING", "SENT", "claim_is_dead", "fmt_time", "worker_id"]

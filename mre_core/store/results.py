@@ -122,7 +122,7 @@ class Store:
 
     >>> s = Store("sqlite://")
     >>> s.version()
-    3
+    4
     """
 
     def __init__(self, url: str, schema: int = SCHEMA_VERSION) -> None:

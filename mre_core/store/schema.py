@@ -1,7 +1,7 @@
 """The store's schema: every table, its version and the migrations that bring an older file forward.
 
 One :class:`sqlalchemy.MetaData` holds the results tables (``studies``, ``revisions``, ``slices``,
-``audit``) and the inbox tables (``inbox_instances``, ``inbox_studies``, ``forwards``, used by
+``audit``) and the inbox tables (``inbox_instances``, ``inbox_studies``, ``forwards``, ``outputs``, used by
 :mod:`mre_core.store.inbox`). :data:`MIGRATIONS` upgrades a version ``v - 1`` schema to ``v``;
 append, never edit. This module imports nothing else of the store, so the results store and the
 inbox both depend on it and never on each other's tables.
@@ -16,7 +16,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 
 metadata = sa.MetaData()
@@ -136,6 +136,10 @@ inbox_studies = sa.Table(
     sa.Column("detail", sa.Text, nullable=False, default=""),
     sa.Column("series_uid", sa.String(128), nullable=False, default=""),  # the analysed elastogram series
     sa.Column("finished_at", sa.Float, nullable=True),
+    # v4: the quiet period counts from here (arrival, or a restart); a claim by one worker, with a lease
+    sa.Column("quiet_from", sa.Float, nullable=True),
+    sa.Column("claimed_by", sa.String(128), nullable=False, default=""),
+    sa.Column("lease_until", sa.Float, nullable=True),
 )
 
 
@@ -151,6 +155,26 @@ forwards = sa.Table(
     sa.Column("next_attempt_at", sa.Float, nullable=False),
     sa.Column("last_error", sa.Text, nullable=False, default=""),
     sa.Column("updated_at", sa.Float, nullable=False),
+    # v4: the object's SOP Instance UID and series, and the claim of the worker sending it, with a lease
+    sa.Column("sop_uid", sa.String(128), nullable=False, default=""),
+    sa.Column("series_uid", sa.String(128), nullable=False, default=""),
+    sa.Column("claimed_by", sa.String(128), nullable=False, default=""),
+    sa.Column("lease_until", sa.Float, nullable=True),
+)
+
+
+outputs = sa.Table(
+    "outputs", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("study_uid", sa.String(128), nullable=False, index=True),
+    sa.Column("series_uid", sa.String(128), nullable=False),
+    sa.Column("revision", sa.Integer, nullable=False),  # the saved revision the object shows
+    sa.Column("what", sa.String(16), nullable=False),  # "SEG" | "SR" | "PDF"
+    sa.Column("path", sa.Text, nullable=False),
+    sa.Column("sha256", sa.String(64), nullable=False),
+    sa.Column("sop_uid", sa.String(128), nullable=False, default=""),  # DICOM objects only
+    sa.Column("written_at", sa.Float, nullable=False),
+    sa.UniqueConstraint("study_uid", "series_uid", "revision", "what", name="uq_output"),
 )
 
 
@@ -175,8 +199,32 @@ def _migrate_to_3(conn: Connection) -> None:
     metadata.create_all(conn, tables=list(INBOX_TABLES))
 
 
+_V4_COLUMNS = {"inbox_studies": ("quiet_from", "claimed_by", "lease_until"),
+               "forwards": ("sop_uid", "series_uid", "claimed_by", "lease_until")}
+
+
+def _migrate_to_4(conn: Connection) -> None:
+    """Version 4: durable study steps (the ``outputs`` table), claims with leases for several workers, a quiet
+    period that restarts after a restart. Columns are added only where missing (a version-2 file gets the inbox
+    tables from version 3 with these columns already)."""
+    inspector = sa.inspect(conn)
+    for name, columns in _V4_COLUMNS.items():
+        have = {c["name"] for c in inspector.get_columns(name)}
+        table = metadata.tables[name]
+        for col in columns:
+            if col in have:
+                continue
+            column = table.c[col]
+            kind = column.type.compile(dialect=conn.dialect)
+            extra = "" if column.nullable else " NOT NULL DEFAULT ''"
+            conn.exec_driver_sql(f"ALTER TABLE {name} ADD COLUMN {col} {kind}{extra}")
+    metadata.create_all(conn, tables=[outputs])
+    conn.exec_driver_sql("CREATE INDEX IF NOT EXISTS ix_forwards_status ON forwards (status, next_attempt_at)")
+
+
 #: ``MIGRATIONS[v]`` brings a version ``v - 1`` schema to version ``v``. Append, never edit.
-MIGRATIONS: dict[int, Callable[[Connection], None]] = {1: _migrate_to_1, 2: _migrate_to_2, 3: _migrate_to_3}
+MIGRATIONS: dict[int, Callable[[Connection], None]] = {1: _migrate_to_1, 2: _migrate_to_2, 3: _migrate_to_3,
+                                                       4: _migrate_to_4}
 
 
 def engine_for(url: str) -> Engine:

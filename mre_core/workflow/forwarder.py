@@ -1,8 +1,11 @@
 """Send our SEG and SR objects back to a DICOM destination, with retries.
 
-:class:`Forwarder` is a background loop over the store's ``forwards`` queue: each pending object is
-sent by C-STORE (:func:`send_file`) to its destination AE; a failure is retried after 5 s, 30 s,
-2 min and 10 min, and the last error is kept for the worklist.
+:class:`Forwarder` is a background loop over the store's ``forwards`` queue: each due object is
+claimed (:meth:`~mre_core.store.inbox.Inbox.claim_forward`: of several forwarders sharing a store,
+exactly one takes it), sent by C-STORE (:func:`send_file`) to its destination AE and marked sent;
+a failure is retried after 5 s, 30 s, 2 min and 10 min, and the last error is kept for the worklist.
+A forwarder that dies mid-send leaves a claim that is released at the next start on the same host
+or when its lease runs out elsewhere.
 """
 
 from __future__ import annotations
@@ -10,8 +13,9 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from mre_core.store.inbox import Inbox
+from mre_core.store.inbox import Inbox, worker_id
 from mre_core.workflow.loop import BackgroundLoop
+from mre_core.workflow.steps import fault_point
 from mre_core.workflow.worker import Destination, IntakeConfig
 
 log = logging.getLogger(__name__)
@@ -46,10 +50,15 @@ class Forwarder(BackgroundLoop):
     def __init__(self, inbox: Inbox, config: IntakeConfig) -> None:
         super().__init__("mre-forwarder", config.poll_s)
         self.inbox, self.config = inbox, config
+        self.worker = worker_id()
 
     def step(self) -> None:
         delays = self.config.retry_delays_s
         for job in self.inbox.due_forwards():
+            if self._stop_event.is_set():
+                return
+            if not self.inbox.claim_forward(job["id"], self.worker, self.config.lease_s):
+                continue  # another forwarder took it
             try:
                 send_file(Path(job["path"]), Destination.parse(job["destination"]), self.config.ae_title)
             except Exception as exc:  # noqa: BLE001 - recorded and retried
@@ -62,3 +71,4 @@ class Forwarder(BackgroundLoop):
             else:
                 self.inbox.forward_done(job["id"], True, "", None)
                 log.info("forwarded %s of study %s to %s", job["what"], job["study_uid"], job["destination"])
+                fault_point("forwarded")

@@ -1,12 +1,14 @@
 """Automatic analysis of studies that arrive in the inbox.
 
-:func:`process_study` is one study's work: read its files (``dicom_io``, which picks the
-elastogram series and says why every other file is left out), analyse (``pipeline``), save
-the result as revision kind ``auto`` ("awaiting review") in the results store, write the DICOM
-SEG and SR (and optionally the PDF) next to the inbox, and queue them for the destination AE.
+:func:`process_study` is one study's work: read its files (the reader picks the elastogram series
+and says why every other file is left out), then bring each elastogram series through the durable
+steps of :mod:`mre_core.workflow.steps` — result saved as revision kind ``auto`` ("awaiting review"),
+DICOM SEG, SR and PDF written to the outbox, SEG and SR queued for the destination AE — doing only what
+is missing, so a study interrupted at any point is finished by the next pass.
 
 :class:`Worker` runs :func:`process_study` for every study that has been quiet for
-``IntakeConfig.quiet_s`` seconds, in its own thread (never the network thread). One study's
+``IntakeConfig.quiet_s`` seconds, in its own thread (never the network thread), after claiming it
+(several workers may share a store: :meth:`mre_core.store.inbox.Inbox.claim`). One study's
 failure is recorded with its reason and never stops the worker. :mod:`mre_core.workflow.forwarder` sends
 the queued objects back (``IntakeConfig.retry_delays_s``).
 """
@@ -18,12 +20,13 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mre_core.analysis.pipeline import StudyResult, analyze_study
+from mre_core.analysis.pipeline import StudyResult
 from mre_core.config import Settings
 from mre_core.model.network import LoadedModel, load_model
-from mre_core.store.inbox import DONE, FAILED, NOT_ANALYSED, Inbox
+from mre_core.store.inbox import DEFAULT_LEASE_S, DONE, FAILED, NOT_ANALYSED, Inbox, worker_id
 from mre_core.workflow.batch import commonest_reasons
 from mre_core.workflow.loop import BackgroundLoop
+from mre_core.workflow.steps import advance_series
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +71,7 @@ class IntakeConfig:
     write_pdf: bool = True
     ae_title: str = "MRE_REVIEW"  #: our AE title (calling AE when forwarding)
     outbox: Path | None = None  #: where SEG/SR/PDF are written (default: ``<inbox>/../outbox``)
+    lease_s: float = DEFAULT_LEASE_S  #: a claim not renewed for this long is taken over by another worker
 
 
 @dataclass
@@ -76,8 +80,9 @@ class StudyOutcome:
 
     status: str
     detail: str
-    results: list[StudyResult] = field(default_factory=list)
-    written: dict[str, Path] = field(default_factory=dict)
+    results: list[StudyResult] = field(default_factory=list)  #: results analysed in this pass
+    written: dict[str, Path] = field(default_factory=dict)  #: "<SEG|SR|PDF>:<series UID>" → file
+    series_uids: list[str] = field(default_factory=list)  #: every elastogram series brought up to date
 
 
 def _reasons(skipped: list) -> str:
@@ -89,8 +94,11 @@ def outbox_dir(inbox: Inbox, config: IntakeConfig) -> Path:
 
 
 def process_study(inbox: Inbox, study_uid: str, settings: Settings, model: LoadedModel,
-                  config: IntakeConfig) -> StudyOutcome:
-    """Analyse one inbox study, save it (kind ``auto``), write SEG/SR/PDF and queue forwarding."""
+                  config: IntakeConfig, on_step=None) -> StudyOutcome:
+    """Bring one inbox study through every missing step (:func:`mre_core.workflow.steps.advance_series`):
+    result saved (kind ``auto``), SEG/SR/PDF written, SEG and SR queued for the destination.
+
+    ``on_step`` is called between series (the worker renews its claim there)."""
     from mre_core.io.reader import read_inputs
 
     files = inbox.files(study_uid)
@@ -100,44 +108,19 @@ def process_study(inbox: Inbox, study_uid: str, settings: Settings, model: Loade
                             + _reasons(list(read.skipped)))
     outcome = StudyOutcome(DONE, "")
     details = []
+    destination = str(config.forward_to) if config.forward_to is not None else None
     for study in read.studies:
-        sops = frozenset(e.sop_uid for e in study.series.slices)
-        last, kind, last_sops = inbox.store.latest_slices(study.study_uid, study.series.series_uid)
-        if last is not None and last_sops == sops:  # e.g. another series of the exam arrived later
-            details.append(f"elastogram series unchanged since revision {last} ({kind}); not analysed again")
-            continue
-        result = analyze_study(study, model, settings)
-        number = inbox.store.save(result, kind="auto", comment="automatic result from the DICOM inbox, awaiting review",
-                                  dataset=PACS_DATASET)
-        outcome.results.append(result)
-        stage = result.stage.stage.label if result.stage else "no stage"
-        details.append(f"{result.stiffness_kpa:.2f} kPa, {stage} (revision {number})")
-        outcome.written.update(_write_objects(inbox, result, config))
+        progress = advance_series(inbox, study, settings, model, outbox_dir(inbox, config), destination,
+                                  config.write_pdf, PACS_DATASET)
+        if progress.result is not None and progress.analysed:
+            outcome.results.append(progress.result)
+        outcome.series_uids.append(study.series.series_uid)
+        outcome.written.update({f"{k}:{study.series.series_uid}": v for k, v in progress.written.items()})
+        details.append(progress.describe())
+        if on_step is not None:
+            on_step()
     outcome.detail = "; ".join(details)
     return outcome
-
-
-def _write_objects(inbox: Inbox, result: StudyResult, config: IntakeConfig) -> dict[str, Path]:
-    """SEG + SR (+ PDF) into the outbox; SEG and SR are queued for the destination, if any."""
-    from mre_core.outputs.seg import build_seg
-    from mre_core.outputs.sr import build_sr
-
-    folder = outbox_dir(inbox, config) / inbox.study_dir(result.study_uid).name
-    folder.mkdir(parents=True, exist_ok=True)
-    written: dict[str, Path] = {}
-    seg = build_seg(result)
-    written["SEG"] = folder / f"seg_{result.series_uid}.dcm"
-    seg.save_as(written["SEG"], enforce_file_format=True)
-    written["SR"] = folder / f"sr_{result.series_uid}.dcm"
-    build_sr(result, seg).save_as(written["SR"], enforce_file_format=True)
-    if config.write_pdf:
-        from mre_core.outputs.pdf import write_pdf
-
-        written["PDF"] = write_pdf(result, folder / f"report_{result.series_uid}.pdf")
-    if config.forward_to is not None:
-        for what in ("SEG", "SR"):
-            inbox.queue_forward(result.study_uid, what, written[what], str(config.forward_to))
-    return written
 
 
 class Worker(BackgroundLoop):
@@ -148,6 +131,7 @@ class Worker(BackgroundLoop):
         super().__init__("mre-worker", config.poll_s)
         self.inbox, self.settings, self.config = inbox, settings, config
         self._model = model
+        self.worker = worker_id()
 
     @property
     def model(self) -> LoadedModel:
@@ -159,21 +143,22 @@ class Worker(BackgroundLoop):
         for study_uid in self.inbox.ready(self.config.quiet_s):
             if self._stop_event.is_set():
                 return
-            if self.inbox.claim(study_uid, self.config.quiet_s):
+            if self.inbox.claim(study_uid, self.config.quiet_s, worker=self.worker, lease_s=self.config.lease_s):
                 self.process(study_uid)
 
     def process(self, study_uid: str) -> None:
         t = time.perf_counter()
         try:
-            outcome = process_study(self.inbox, study_uid, self.settings, self.model, self.config)
+            outcome = process_study(self.inbox, study_uid, self.settings, self.model, self.config,
+                                    on_step=lambda: self.inbox.renew(study_uid, self.config.lease_s, self.worker))
         except Exception as exc:  # one study's failure is recorded; the worker goes on
             log.exception("study %s: analysis failed", study_uid)
-            self.inbox.finish(study_uid, FAILED, f"{type(exc).__name__}: {exc}")
+            self.inbox.finish(study_uid, FAILED, f"{type(exc).__name__}: {exc}", worker=self.worker)
             return
-        series = outcome.results[0].series_uid if outcome.results else ""
-        self.inbox.finish(study_uid, outcome.status, outcome.detail, series)
+        series = outcome.series_uids[0] if outcome.series_uids else ""
+        self.inbox.finish(study_uid, outcome.status, outcome.detail, series, worker=self.worker)
         log.info("study %s: %s — %s (%.2f s)", study_uid, outcome.status, outcome.detail,
-                    time.perf_counter() - t)
+                 time.perf_counter() - t)
 
 
 __all__ = ["Destination", "IntakeConfig", "PACS_DATASET", "StudyOutcome", "Worker", "outbox_dir",

@@ -117,10 +117,10 @@ def test_recover_requeues_interrupted_and_registers_unknown_files(inbox: Inbox, 
     orphan = inbox.study_dir(ds.StudyInstanceUID) / ds.SeriesInstanceUID / f"{ds.SOPInstanceUID}.dcm"
     orphan.parent.mkdir(parents=True)
     shutil.copy(src, orphan)
-    assert inbox.recover() == {"requeued": 1, "registered": 1}
+    assert inbox.recover() == {"requeued": 1, "registered": 1, "forwards": 0}
     assert inbox.status("1.2.3")["status"] == RECEIVING
     assert inbox.status(str(ds.StudyInstanceUID))["status"] == RECEIVING
-    assert inbox.recover() == {"requeued": 0, "registered": 0}
+    assert inbox.recover() == {"requeued": 0, "registered": 0, "forwards": 0}
 
 
 def test_destination_parsing() -> None:
@@ -165,7 +165,7 @@ def test_worker_records_a_failing_study_and_goes_on(inbox: Inbox, study: Path, s
         ds = pydicom.dcmread(f, stop_before_pixels=True)
         inbox.add(InstanceKeys.from_dataset(ds), f.read_bytes(), "test", now=time.time() - 60)
     uid = str(ds.StudyInstanceUID)
-    import mre_core.workflow.worker as intake
+    import mre_core.workflow.steps as intake
 
     def crash(*args, **kwargs):
         raise MemoryError("simulated crash inside the analysis")
