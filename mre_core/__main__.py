@@ -1,4 +1,4 @@
-"""``python -m mre_core <verb>``: analyze | listen | watch | phantom | train | evaluate | verify.
+"""``python -m mre_core <verb>``: analyze | listen | watch | work | phantom | train | evaluate | verify.
 
 Exit codes: 0 success (``analyze``: at least one study analysed), 1 nothing to report
 or a failure the message explains, 2 usage error.
@@ -153,6 +153,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("watch", help="watch a folder for exported DICOM files and analyse each study")
     listener.configure_watch_parser(p)
     p.set_defaults(func=listener.run_watch)
+    p = sub.add_parser("work", help="a worker without a network port: analyse and forward from a shared store "
+                                    "and inbox (run several beside the listener)")
+    listener.configure_work_parser(p)
+    p.set_defaults(func=listener.run_work)
 
     p = sub.add_parser("verify", help="check the shipped weights and run them on a phantom study")
     p.add_argument("--seed", type=int, default=0)

@@ -13,8 +13,14 @@
     changed for ``--settle-s`` seconds is copied into the inbox the same way; files that are not
     DICOM are reported by name and reason (log + audit) and left where they are.
 
-Both run until SIGINT/SIGTERM; after a restart, whatever was received but not analysed is
-analysed (:meth:`mre_core.store.inbox.Inbox.recover`).
+``python -m mre_core work``
+    A worker without a network port: analyses and forwards from the same store and inbox as a
+    listener. Run any number of them beside one listener (or several listeners) on a shared
+    PostgreSQL store and a shared inbox folder; studies and forwards are claimed so that each is
+    analysed and sent by one process (:mod:`mre_core.store.inbox`).
+
+All run until SIGINT/SIGTERM; after a restart, whatever was received but not finished is finished
+(:meth:`mre_core.store.inbox.Inbox.recover` and :mod:`mre_core.workflow.steps`).
 """
 
 from __future__ import annotations
@@ -141,6 +147,10 @@ def configure_watch_parser(p: argparse.ArgumentParser) -> None:
     _common(p)
 
 
+def configure_work_parser(p: argparse.ArgumentParser) -> None:
+    _common(p)
+
+
 def _setup(args: argparse.Namespace) -> tuple[Settings, Inbox, IntakeConfig, Any]:
     from mre_core.model.network import load_model
     from mre_core.store.results import open_store
@@ -212,5 +222,27 @@ def run_watch(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_work(args: argparse.Namespace) -> int:
+    _logging()
+    try:
+        settings, inbox, config, model = _setup(args)
+    except Exception as exc:  # noqa: BLE001
+        print(f"error: the worker could not start: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    inbox.recover()
+    threads: list[BackgroundLoop] = [Worker(inbox, settings, config, model)]
+    if config.forward_to:
+        threads.append(Forwarder(inbox, config))
+    for t in threads:
+        t.start()
+    print(f"MRE worker ready: inbox {inbox.root}; store {inbox.store.display_url}"
+          + (f"; forwarding to {config.forward_to}" if config.forward_to else ""), flush=True)
+    _wait_for_signal()
+    for t in threads:
+        t.stop()
+        t.join(timeout=60)
+    return 0
+
+
 __all__ = ["ACCEPTED_STORAGE", "Listener", "ListenerConfig", "configure_listen_parser",
-           "configure_watch_parser", "run_listen", "run_watch"]
+           "configure_watch_parser", "configure_work_parser", "run_listen", "run_watch", "run_work"]
