@@ -10,6 +10,9 @@ import torch
 from mre_core.analysis.preprocess import InputSpec
 from mre_core.model.network import ModelConfig, build_model, save_weights
 
+#: The suite's own PostgreSQL server and the ``store_url`` fixture over SQLite and PostgreSQL.
+pytest_plugins = ["tests.pg_server"]
+
 
 def _save_constant_model(weights_dir: Path, name: str, logit: float) -> Path:
     """A plain U-Net whose head outputs ``logit`` everywhere, saved with SHA-256 like shipped weights.

@@ -324,7 +324,7 @@ def build_sr(result: StudyResult, seg: Dataset, *, verifying_observer: str | Non
     )  # fmt: skip
     verified = bool(verifying_observer and verifying_observer.strip())
     organization = verifying_organization or str(headers[0].get("InstitutionName", "") or "not recorded")
-    return hd.sr.Comprehensive3DSR(
+    sr = hd.sr.Comprehensive3DSR(
         evidence=[*_unique(headers), seg], content=report[0], series_instance_uid=generate_uid(),
         series_number=SR_SERIES_NUMBER, sop_instance_uid=generate_uid(), instance_number=1,
         manufacturer=SEG_MANUFACTURER, is_complete=True, is_final=verified, is_verified=verified,
@@ -333,6 +333,11 @@ def build_sr(result: StudyResult, seg: Dataset, *, verifying_observer: str | Non
         series_description=SR_VERIFIED_SERIES_DESCRIPTION if verified else SR_SERIES_DESCRIPTION,
         manufacturer_model_name=result.model_name[:64] or None, coding_schemes=[_CODING_SCHEME],
     )  # fmt: skip
+    # The report's own texts (QC sentences with dashes, the reader's comment, names) need more than the
+    # source images' character set (often ISO_IR 100, which has no "—"): write the SR in UTF-8 (PS3.5 §6.1.2.5.3,
+    # Defined Term "ISO_IR 192"); every value is held as text, so it is re-encoded, never garbled to "?".
+    sr.SpecificCharacterSet = "ISO_IR 192"
+    return sr
 
 
 def sr_bytes(result: StudyResult, seg: Dataset, **kwargs: Any) -> bytes:

@@ -146,26 +146,36 @@ class Inbox:
         return self._register(keys, path, origin, time.time() if now is None else now)
 
     def _register(self, keys: InstanceKeys, path: Path, origin: str, now: float) -> bool:
+        """Register one filed instance and create or touch its study row; ``False`` for a duplicate SOP instance.
+
+        Two different instances of a new study may arrive at once (two associations): the later study INSERT
+        then hits the primary key. It runs in a savepoint, so only that insert is undone and the study row the
+        other writer created is updated instead — the instance is never dropped."""
         try:
             with self.store.writer() as conn:
                 conn.execute(inbox_instances.insert().values(
                     sop_uid=keys.sop_uid, study_uid=keys.study_uid, series_uid=keys.series_uid, path=str(path),
                     received_at=now, origin=origin))
-                row = conn.execute(sa.select(inbox_studies.c.status)
-                                   .where(inbox_studies.c.study_uid == keys.study_uid)).first()
-                if row is None:
-                    conn.execute(inbox_studies.insert().values(
-                        study_uid=keys.study_uid, patient_id=keys.patient_id, patient_name=keys.patient_name,
-                        study_date=keys.study_date, origin=origin, status=RECEIVING, n_instances=1,
-                        first_received_at=now, last_received_at=now, quiet_from=now, attempts=0, detail="",
-                        claimed_by=""))
-                else:
-                    conn.execute(inbox_studies.update().where(inbox_studies.c.study_uid == keys.study_uid).values(
-                        status=RECEIVING, n_instances=inbox_studies.c.n_instances + 1, last_received_at=now,
-                        quiet_from=now))
+                if not self._touch_study(conn, keys.study_uid, now):
+                    try:
+                        with conn.begin_nested():
+                            conn.execute(inbox_studies.insert().values(
+                                study_uid=keys.study_uid, patient_id=keys.patient_id, patient_name=keys.patient_name,
+                                study_date=keys.study_date, origin=origin, status=RECEIVING, n_instances=1,
+                                first_received_at=now, last_received_at=now, quiet_from=now, attempts=0,
+                                detail="", claimed_by=""))
+                    except IntegrityError:  # created meanwhile by the other arrival
+                        self._touch_study(conn, keys.study_uid, now)
             return True
         except IntegrityError:  # the same SOP instance registered concurrently: a duplicate
             return False
+
+    @staticmethod
+    def _touch_study(conn, study_uid: str, now: float) -> bool:
+        """One more instance for an existing study row (back to ``receiving``); ``False`` if there is no row."""
+        res = conn.execute(inbox_studies.update().where(inbox_studies.c.study_uid == study_uid).values(
+            status=RECEIVING, n_instances=inbox_studies.c.n_instances + 1, last_received_at=now, quiet_from=now))
+        return res.rowcount == 1
 
     # ------------------------------------------------------------------ queue
     @staticmethod

@@ -22,9 +22,12 @@ PostgreSQL (any SQLAlchemy URL). Tables:
     the schema's version; :data:`MIGRATIONS` upgrades older files forward on open.
 
 Concurrency: every write is one transaction. On SQLite the store uses WAL and a busy
-timeout, and takes the write lock at ``BEGIN`` (``BEGIN IMMEDIATE``) so two sessions
-saving the same study get revision N and N+1, never the same number; a unique key on
-(study, revision) guarantees that on PostgreSQL too (the loser retries).
+timeout, and takes the write lock at ``BEGIN`` (``BEGIN IMMEDIATE``), so writers queue. On
+PostgreSQL (READ COMMITTED) a save locks its study row (``SELECT … FOR UPDATE``) before it
+numbers the revision, so two sessions saving the same study get N and N+1 without colliding;
+a concurrent first save of a study reads the row the other created (``uq_study_series``), and
+opening a new database takes an advisory lock so only one process creates the schema. The
+unique key on (study, revision) stays as the guarantee, with a retry and backoff behind it.
 """
 
 from __future__ import annotations
@@ -34,6 +37,8 @@ import dataclasses
 import datetime as _dt
 import json
 import math
+import random
+import time
 import zlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -62,6 +67,12 @@ from mre_core.store.schema import (
 
 #: Revision kinds, in the order a study usually goes through them.
 KINDS = ("auto", "review", "signed_off")
+
+#: PostgreSQL advisory-lock key held while a process creates or upgrades the schema (any fixed number).
+_SCHEMA_LOCK_KEY = zlib.crc32(b"mre_core.store.schema upgrade")
+
+#: First pause before a save is retried, in seconds; it doubles with each attempt (capped at 1 s).
+_RETRY_PAUSE_S = 0.02
 
 
 class StoreError(RuntimeError):
@@ -154,6 +165,7 @@ class Store:
 
     def _upgrade(self, target: int = SCHEMA_VERSION) -> None:
         with self.writer() as conn:
+            _lock_schema(conn)
             metadata.create_all(conn, tables=[schema_version])
             current = current_version(conn)
             if current > SCHEMA_VERSION:
@@ -182,16 +194,18 @@ class Store:
             try:
                 with self.writer() as conn:
                     return self._save(conn, result, kind, reviewer, comment, manual_kpa, edits or {}, dataset)
-            except IntegrityError:  # another session took this revision number first: take the next
+            except IntegrityError:
+                # last resort: _save locks the study before numbering, so only a writer that bypasses the
+                # lock (or a non-default isolation level) lands here; the whole transaction is redone
                 if attempt == retries - 1:
                     raise
+                time.sleep(_retry_pause_s(attempt))
         raise AssertionError("unreachable")
 
     def _save(self, conn: Connection, r: StudyResult, kind: str, reviewer: str, comment: str,
               manual_kpa: float | None, edits: dict[str, Any], dataset: str) -> int:
         study_id = self._study_id(conn, r, dataset)
-        last = conn.execute(sa.select(sa.func.max(revisions.c.revision)).where(revisions.c.study_id == study_id))
-        number = int(last.scalar() or 0) + 1
+        number = _next_revision(conn, study_id)
         first = r.study.series.slices[0] if r.study.series.slices else None
         table = r.settings.staging
         staging = {"name": table.name, "title": table.title,
@@ -216,18 +230,31 @@ class Store:
         return number
 
     def _study_id(self, conn: Connection, r: StudyResult, dataset: str) -> int:
-        key = (studies.c.study_uid == r.study_uid) & (studies.c.series_uid == r.series_uid)
-        found = conn.execute(sa.select(studies.c.id).where(key)).scalar()
+        """The id of the study row of ``r``, created on its first save.
+
+        Two first saves of one study may race: on PostgreSQL the later INSERT waits for the earlier
+        transaction and then hits ``uq_study_series``. The insert runs in a savepoint, so only it is
+        undone and the other writer's row (committed by then) is read instead of failing the save.
+        """
+        found = _find_study(conn, r)
         if found is not None:
-            return int(found)
+            return found
         meta = r.study.meta
-        return int(conn.execute(studies.insert().values(
-            study_uid=r.study_uid, series_uid=r.series_uid, patient_id=r.patient_id,
-            patient_name=str(meta.get("PatientName", "")), study_date=str(meta.get("StudyDate", "")),
-            manufacturer=r.study.series.manufacturer, series_description=r.study.series.description,
-            dataset=dataset, source_uids_json=json.dumps([e.sop_uid for e in r.study.series.slices]),
-            created_utc=_now(),
-        )).inserted_primary_key[0])
+        row = {
+            "study_uid": r.study_uid, "series_uid": r.series_uid, "patient_id": r.patient_id,
+            "patient_name": str(meta.get("PatientName", "")), "study_date": str(meta.get("StudyDate", "")),
+            "manufacturer": r.study.series.manufacturer, "series_description": r.study.series.description,
+            "dataset": dataset, "source_uids_json": json.dumps([e.sop_uid for e in r.study.series.slices]),
+            "created_utc": _now(),
+        }
+        try:
+            with conn.begin_nested():
+                return int(conn.execute(studies.insert().values(**row)).inserted_primary_key[0])
+        except IntegrityError:
+            found = _find_study(conn, r)
+            if found is None:  # not the race: some other constraint failed
+                raise
+            return found
 
     def log_event(self, action: str, detail: str, user: str = "") -> None:
         """Append one entry to the audit log (e.g. ``intake:rejected`` with the file and reason)."""
@@ -307,6 +334,39 @@ class Store:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+def _lock_schema(conn: Connection) -> None:
+    """On PostgreSQL, let one opener at a time create or upgrade the schema (held until commit).
+
+    Processes opening a new database at once would otherwise all run CREATE TABLE and all but one
+    fail. SQLite needs nothing: the writer already holds the database lock from BEGIN IMMEDIATE.
+    """
+    if conn.dialect.name == "postgresql":
+        conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_SCHEMA_LOCK_KEY)))
+
+
+def _find_study(conn: Connection, r: StudyResult) -> int | None:
+    key = (studies.c.study_uid == r.study_uid) & (studies.c.series_uid == r.series_uid)
+    found = conn.execute(sa.select(studies.c.id).where(key)).scalar()
+    return None if found is None else int(found)
+
+
+def _next_revision(conn: Connection, study_id: int) -> int:
+    """The next revision number of ``study_id``; the study row stays locked until the transaction ends.
+
+    With the row locked (``FOR UPDATE`` on PostgreSQL) a second writer of the same study waits here
+    until the first commits; its max() is then a new statement under READ COMMITTED and sees the
+    first writer's revision. SQLite compiles no FOR UPDATE: BEGIN IMMEDIATE already serialises writers.
+    """
+    conn.execute(sa.select(studies.c.id).where(studies.c.id == study_id).with_for_update())
+    last = conn.execute(sa.select(sa.func.max(revisions.c.revision)).where(revisions.c.study_id == study_id))
+    return int(last.scalar() or 0) + 1
+
+
+def _retry_pause_s(attempt: int) -> float:
+    """Seconds to wait before retry ``attempt + 1``: doubling, capped, with jitter so writers spread out."""
+    return min(1.0, _RETRY_PAUSE_S * 2**attempt) * (1.0 + random.random() / 2)
 
 
 def _slice_row(revision_id: int, s: Any) -> dict[str, Any]:

@@ -191,3 +191,18 @@ def test_phantom_study_sr_matches_the_analysis(phantom_studies: dict[str, Path],
     assert summary["stage"] == analysed.stage.stage.label and summary["seg_sop_uid"] == seg.SOPInstanceUID
     assert set(summary["source_sop_uids"]) == _rois(analysed)
     assert summary["patient_id"] == analysed.patient_id and summary["study_uid"] == analysed.study_uid
+
+
+@pytest.mark.filterwarnings("error::UserWarning")  # pydicom warns when a character cannot be encoded
+def test_qc_sentences_keep_their_dashes_in_utf8(result: StudyResult) -> None:
+    from mre_core.analysis.stiffness import QcFlag
+
+    flagged = dataclasses.replace(result.slices[0], qc_flags=(QcFlag.ROI_SCATTERED,), excluded=True)
+    reviewed = finish_study(result.study, [flagged, *result.slices[1:]], Settings(), result.model_name,
+                            result.model_sha256, "cpu", {})
+    ds = pydicom.dcmread(io.BytesIO(sr_bytes(reviewed, build_seg(reviewed))))
+    assert ds.SpecificCharacterSet == "ISO_IR 192"
+    texts = [str(item.TextValue) for item in _items(ds) if "TextValue" in item]
+    assert any("Automatic ROI unreliable — draw or check it" in t for t in texts), texts
+    assert not any("?" in t.replace("?)", "") for t in texts if "unreliable" in t)
+    assert str(ds.PatientName) == "Phantom^Ann"

@@ -28,8 +28,9 @@ HOST = socket.gethostname()
 
 
 @pytest.fixture()
-def inbox(tmp_path: Path) -> Inbox:
-    return Inbox(Store(f"sqlite:///{tmp_path / 'store.sqlite'}"), tmp_path / "inbox")
+def inbox(store_url: str, tmp_path: Path) -> Inbox:
+    """An inbox on SQLite and on a real PostgreSQL 15 server (tests/pg_server.py)."""
+    return Inbox(Store(store_url), tmp_path / "inbox")
 
 
 def _add(inbox: Inbox, i: int, now: float, study: str = "1.2.3") -> None:
@@ -101,8 +102,41 @@ def test_a_forward_is_queued_once_claimed_by_one_sender_and_released_when_its_se
     assert [j["id"] for j in inbox.due_forwards()] != [job["id"]]
 
 
-def test_an_old_store_is_upgraded_to_version_4_without_losing_the_inbox(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'old.sqlite'}"
+def test_instances_of_one_new_study_arriving_at_once_are_all_registered(inbox: Inbox) -> None:
+    """Two associations deliver different instances of a study nobody has seen yet, at the same moment."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def deliver(offset: int) -> list[bool]:
+        return [inbox.add(InstanceKeys(f"7.7.1.{offset + i}", "7.7", "7.7.1"), b"x", "X") for i in range(0, 40, 2)]
+
+    with ThreadPoolExecutor(2) as pool:
+        results = [r for part in pool.map(deliver, (0, 1)) for r in part]
+    assert all(results) and len(inbox.files("7.7")) == 40 and inbox.status("7.7")["n_instances"] == 40
+
+
+def test_an_instance_racing_an_uncommitted_first_instance_of_its_study_is_registered(inbox: Inbox) -> None:
+    """The exact race: the study row of a new study is inserted but not committed when a second instance comes."""
+    import threading
+
+    from mre_core.store.schema import inbox_instances, inbox_studies
+
+    first = InstanceKeys("8.8.1.1", "8.8", "8.8.1")
+    outcome: list[bool] = []
+    with inbox.store.writer() as conn:  # an arrival whose transaction is still open
+        conn.execute(inbox_instances.insert().values(sop_uid=first.sop_uid, study_uid="8.8", series_uid="8.8.1",
+                                                     path="/dev/null", received_at=1.0, origin="A"))
+        conn.execute(inbox_studies.insert().values(study_uid="8.8", status="receiving", n_instances=1,
+                                                   first_received_at=1.0, last_received_at=1.0, quiet_from=1.0))
+        other = threading.Thread(target=lambda: outcome.append(
+            inbox.add(InstanceKeys("8.8.1.2", "8.8", "8.8.1"), b"x", "B")))
+        other.start()
+        time.sleep(0.5)  # the second arrival is now waiting on the first one's transaction
+    other.join(30)
+    assert outcome == [True] and inbox.has("8.8.1.2") and inbox.status("8.8")["n_instances"] == 2
+
+
+def test_an_old_store_is_upgraded_to_version_4_without_losing_the_inbox(store_url: str, tmp_path: Path) -> None:
+    url = store_url
     old = Inbox(Store(url, schema=3), tmp_path / "inbox")
     old.add(InstanceKeys("1.1", "1", "1.0"), b"x", "X", now=100.0)
     old.store.dispose()
@@ -128,8 +162,8 @@ def stop(proc: subprocess.Popen) -> None:
             proc.wait()
 
 
-def env_for(tmp_path: Path) -> dict[str, str]:
-    return dict(os.environ, MRE_DB_URL=f"sqlite:///{tmp_path / 'store.sqlite'}", MRE_DEVICE="cpu",
+def env_for(tmp_path: Path, url: str | None = None) -> dict[str, str]:
+    return dict(os.environ, MRE_DB_URL=url or f"sqlite:///{tmp_path / 'store.sqlite'}", MRE_DEVICE="cpu",
                 MRE_INBOX_DIR=str(tmp_path / "inbox"), PYTHONUNBUFFERED="1")
 
 
@@ -204,8 +238,9 @@ def test_a_listener_killed_at_each_step_boundary_finishes_the_study_once(boundar
 
 
 @pytest.mark.slow
-def test_a_listener_and_a_second_worker_on_one_store_send_every_object_once(tmp_path: Path, cohort: Path) -> None:
-    env = env_for(tmp_path)
+def test_a_listener_and_a_second_worker_on_one_store_send_every_object_once(store_url: str, tmp_path: Path,
+                                                                            cohort: Path) -> None:
+    env = env_for(tmp_path, store_url)
     inbox = Inbox(Store(env["MRE_DB_URL"]), Path(env["MRE_INBOX_DIR"]))
     folders = sorted((cohort / "dicom").iterdir())
     sink_port, port = free_port(), free_port()
