@@ -35,7 +35,15 @@ except StoreError as exc:
 
 
 def fmt(x: float, digits: int = 2) -> str:
-    return "—" if x is None or not math.isfinite(x) else f"{x:.{digits}f}"
+    """A number for the page: "—" when missing, never "-0.00"."""
+    if x is None or not math.isfinite(x):
+        return "—"
+    text = f"{x:.{digits}f}"
+    return text[1:] if text.startswith("-") and float(text) == 0 else text
+
+
+def ci(pair: tuple[float, float], digits: int = 2, scale: float = 1.0) -> str:
+    return f"95% CI {fmt(pair[0] * scale, digits)}–{fmt(pair[1] * scale, digits)}"
 
 
 # ----------------------------------------------------------------------------- demo cohort + CSV import
@@ -59,7 +67,10 @@ with c_demo.container(border=True):
                 run = analyze_cohort(folder, model, settings, store, dataset=DEMO_DATASET,
                                      progress=lambda i, n, pid: bar.progress(i / n, f"Analysed {pid} ({i}/{n})"))
             bar.empty()
-            st.success(f"Demo cohort: {run.saved} studies analysed and saved in {run.seconds:.0f} s.")
+            # demo results are automatic (never reviewed): show them, and only them, until the user changes it
+            state["co_review"], state["co_ds"] = "all", [DEMO_DATASET]
+            st.success(f"Demo cohort: {run.saved} studies analysed and saved in {run.seconds:.0f} s. Showing the "
+                       "demo dataset with unreviewed results included (filters below).")
             for s in run.failed:
                 st.warning(f"Patient {s.file} not analysed: {s.reason}")
 
@@ -101,35 +112,47 @@ with st.container(border=True):
     if not days.empty and days.min() < days.max():
         dates = f[4].date_input("Study date", (days.min().date(), days.max().date()), key="co_dates")
         dates = tuple(dates) if isinstance(dates, (tuple, list)) and len(dates) == 2 else None
-    review_options = {"no_unreviewed_inbox": "Reviewed + uploaded (no unreviewed inbox results)",
-                      "signed_off": "Signed off only", "all": "All, including unreviewed inbox results"}
+    review_options = {"reviewed": "Reviewed or signed off", "signed_off": "Signed off only",
+                      "no_unreviewed_inbox": "Reviewed + uploaded + demo (no unreviewed inbox results)",
+                      "all": "All, including unreviewed automatic results"}
     review = f[5].selectbox("Review status", list(review_options), format_func=review_options.get, key="co_review",
-                            help="Studies that arrived by DICOM are listed once a reader has reviewed or signed "
-                                 "them off, unless you choose otherwise")
+                            help="By default only studies a reader has reviewed or signed off are counted")
 shown = cd.apply_filters(frame, datasets=pick_ds, manufacturers=pick_mf, stages=pick_st, qc=qc, dates=dates,
                          review=review)
 st.caption(f"{len(shown)} of {len(frame)} saved studies · staging table: {table.title}")
+compare = st.radio("Agreement of", list(cd.COMPARISONS), format_func=cd.COMPARISONS.get, horizontal=True,
+                   key="co_compare", help="The automatic value is the model's output before any reader edit; the "
+                                          "reviewed value is the latest saved one")
 
-stats = cd.cohort_stats(shown, table)
+stats = cd.cohort_stats(shown, table, value=compare)
 if stats is None:
     st.info("Agreement statistics need at least 3 studies with both an automatic and a manual value "
             "(enter manual values on Review, import a CSV above, or load the demo cohort).")
 else:
     rep = stats.report
     p, ba, icc, sig = rep.pearson, rep.bland_altman, rep.icc, rep.significant
-    m = st.columns(6)
+    st.markdown(f"**Comparing {cd.COMPARISONS[compare]}** ({rep.n} studies with both values; 95 % confidence "
+                "intervals: Fisher z for r, F for ICC, t for the bias, Bland & Altman 1999 for the limits, Wilson "
+                "for sensitivity and specificity, patient bootstrap for kappa and AUC)")
+    m = st.columns(7)
     m[0].metric("Pearson r", f"r = {fmt(p.r, 3)}", f"95% CI {fmt(p.ci_low, 3)}–{fmt(p.ci_high, 3)}",
                 delta_color="off", delta_arrow="off", help=f"p = {p.p:.2g}, n = {p.n}")
     m[1].metric("ICC(A,1)", fmt(icc.value, 3), f"95% CI {fmt(icc.ci_low, 3)}–{fmt(icc.ci_high, 3)}",
                 delta_color="off", delta_arrow="off")
-    m[2].metric("Bias (auto − manual)", f"{fmt(ba.bias)} kPa", f"LoA {fmt(ba.loa_low)} to {fmt(ba.loa_high)}",
-                delta_color="off", delta_arrow="off")
-    m[3].metric("Weighted kappa (stages)", fmt(rep.kappa_linear, 3), f"same stage {rep.stage_agreement:.0%}",
-                delta_color="off", delta_arrow="off")
+    m[2].metric("Bias (value − manual)", f"{fmt(ba.bias)} kPa", ci((ba.bias_ci_low, ba.bias_ci_high)),
+                delta_color="off", delta_arrow="off",
+                help=f"Limits of agreement {fmt(ba.loa_low)} kPa ({ci(ba.loa_low_ci)}) to {fmt(ba.loa_high)} kPa "
+                     f"({ci(ba.loa_high_ci)})")
+    m[3].metric("Weighted kappa (stages)", fmt(rep.kappa_linear, 3), ci(rep.kappa_ci, 3),
+                delta_color="off", delta_arrow="off", help=f"same stage {rep.stage_agreement:.0%}")
     m[4].metric(f"F2 sensitivity (≥ {sig.threshold_kpa:g} kPa)", fmt(sig.sensitivity * 100, 0) + " %",
-                f"TP {sig.tp} / FN {sig.fn}", delta_color="off", delta_arrow="off")
-    m[5].metric("F2 specificity", fmt(sig.specificity * 100, 0) + " %", f"TN {sig.tn} / FP {sig.fp}",
-                delta_color="off", delta_arrow="off")
+                ci(sig.sensitivity_ci, 0, 100), delta_color="off", delta_arrow="off", help=f"TP {sig.tp} / FN {sig.fn}")
+    m[5].metric("F2 specificity", fmt(sig.specificity * 100, 0) + " %", ci(sig.specificity_ci, 0, 100),
+                delta_color="off", delta_arrow="off", help=f"TN {sig.tn} / FP {sig.fp}")
+    m[6].metric("F2 AUC", fmt(sig.auc, 3), ci(sig.auc_ci, 3), delta_color="off", delta_arrow="off",
+                help="Area under the ROC curve of the value for manual ≥ F2")
+    st.caption(f"Limits of agreement {fmt(ba.loa_low)} kPa ({ci(ba.loa_low_ci)}) to {fmt(ba.loa_high)} kPa "
+               f"({ci(ba.loa_high_ci)}).")
     st.caption(f"Pearson r = {p.r:.3f} (95% CI {p.ci_low:.3f}–{p.ci_high:.3f}, p = {p.p:.2g}, n = {p.n}); "
                f"mean absolute error {rep.mae_kpa:.2f} kPa. Manual = reference for stages and F2.")
     a, b = st.columns(2)
@@ -144,24 +167,33 @@ else:
         st.markdown("**Automatic stiffness by manual stage**")
         st.plotly_chart(figures.stage_box_figure(stats.paired, table), key="co_box", config={"displaylogo": False})
     st.markdown("**Per stage** (manual stage as reference)")
-    st.dataframe(stats.per_stage, hide_index=True, width="stretch")
+    st.dataframe(stats.per_stage, hide_index=True, width="stretch", column_config={
+        "manual_stage": "manual stage", "manual_kpa_mean": st.column_config.NumberColumn("manual kPa (mean)", format="%.2f"),
+        "auto_kpa_mean": st.column_config.NumberColumn("value kPa (mean)", format="%.2f"),
+        "bias_kpa": st.column_config.NumberColumn("bias kPa", format="%.2f"),
+        "same_stage_fraction": st.column_config.NumberColumn("same stage", format="percent"),
+    })
 
 # ----------------------------------------------------------------------------- studies table + downloads
 st.markdown("#### Studies")
 links = shown.assign(open=[f"./?{urlencode({'study_uid': s, 'series_uid': r})}"
                            for s, r in zip(shown["study_uid"], shown["series_uid"])])
-cols = ["open", "patient_id", "study_date", "manufacturer", "dataset", "stiffness_kpa", "manual_kpa", "stage",
-        "significant_fibrosis", "qc_status", "qc_flags", "revision", "review_status", "reviewer", "comment", "model_name"]
+cols = ["open", "patient_id", "study_date", "manufacturer", "dataset", "auto_kpa", "reviewed_kpa", "manual_kpa",
+        "stage", "significant_fibrosis", "qc_status", "qc_flags", "revision", "review_status", "reviewer", "comment",
+        "model_name"]
 st.dataframe(links[cols], hide_index=True, width="stretch", column_config={
     "open": st.column_config.LinkColumn("Review", display_text="open", help="Open the saved study on Review"),
-    "stiffness_kpa": st.column_config.NumberColumn("auto kPa", format="%.2f"),
+    "auto_kpa": st.column_config.NumberColumn("auto kPa", format="%.2f", help="The model's value before any edit"),
+    "reviewed_kpa": st.column_config.NumberColumn("reviewed kPa", format="%.2f", help="The latest saved value"),
     "manual_kpa": st.column_config.NumberColumn("manual kPa", format="%.2f"),
 })
 d = st.columns(4)
-d[0].download_button("Cohort CSV", shown.drop(columns=["study_day"]).to_csv(index=False).encode(),
+names = d[3].checkbox("Include patient names", key="co_names",
+                      help="Identifying data: leave off for research exports")
+d[0].download_button("Cohort CSV", cd.csv_bytes(cd.cohort_export(shown, table, identifying=names)),
                      "cohort.csv", "text/csv", icon=":material/download:", key="co_dl_csv", on_click="ignore")
 if stats is not None:
-    d[1].download_button("Statistics summary CSV", stats.summary.to_csv(index=False).encode(), "cohort_stats.csv",
+    d[1].download_button("Statistics summary CSV", cd.csv_bytes(stats.summary), "cohort_stats.csv",
                          "text/csv", icon=":material/download:", key="co_dl_stats", on_click="ignore")
-    d[2].download_button("Per-stage CSV", stats.per_stage.to_csv(index=False).encode(), "cohort_per_stage.csv",
+    d[2].download_button("Per-stage CSV", cd.csv_bytes(stats.per_stage), "cohort_per_stage.csv",
                          "text/csv", icon=":material/download:", key="co_dl_stage", on_click="ignore")

@@ -132,7 +132,7 @@ def test_missing_weights_is_a_message_not_a_traceback(env: str, monkeypatch: pyt
     assert any("could not be loaded" in e.value and "MRE_WEIGHTS_DIR" in e.value for e in at.error)
 
 
-def _known_cohort(url: str) -> tuple[np.ndarray, np.ndarray, list[str]]:
+def _known_cohort(url: str, results: list | None = None) -> tuple[np.ndarray, np.ndarray, list[str]]:
     rng = np.random.default_rng(3)
     store = Store(url)
     auto, manual, ids = [], [], []
@@ -140,9 +140,11 @@ def _known_cohort(url: str) -> tuple[np.ndarray, np.ndarray, list[str]]:
         kpa = [base, base + 0.1, base + 0.2]  # slice 1 is empty in the factory: study value = base + 0.1
         r = make_result(kpa, patient_id=f"C{i:02d}")
         m = float(base + 0.1 + rng.normal(0, 0.4))
-        store.save(r, manual_kpa=m, dataset="known")
+        store.save(r, kind="review", reviewer="Dr Test", manual_kpa=m, dataset="known", auto_kpa=r.stiffness_kpa)
         auto.append(r.stiffness_kpa)
         manual.append(m)
+        if results is not None:
+            results.append(r)
         ids.append(r.study_uid)
     return np.array(auto), np.array(manual), ids
 
@@ -158,6 +160,30 @@ def test_cohort_page_shows_the_right_pearson_r(env: str) -> None:
     assert any(f"n = {len(auto)}" in c.value for c in at.caption)
     assert len(at.get("plotly_chart")) == 4
     assert {d.label for d in at.get("download_button")} >= {"Cohort CSV", "Statistics summary CSV"}
+    assert _metric(at, "F2 AUC") != "—" and "95% CI" in str(at.get("metric")[0].proto.delta)
+
+
+def test_cohort_counts_reviewed_studies_by_default_and_compares_unedited_values(env: str) -> None:
+    import dataclasses
+
+    results: list = []
+    auto, manual, _ = _known_cohort(env, results)
+    store = Store(env)
+    extra = make_result([3.0, 3.1, 3.2], patient_id="UNREVIEWED")
+    store.save(extra, kind="auto", manual_kpa=9.0, dataset="known")  # an automatic result nobody reviewed
+    first = results[0]  # the reader edited C00's ROI: a new revision with another value
+    edited = dataclasses.replace(first, stiffness=dataclasses.replace(first.stiffness, stiffness_kpa=5.0))
+    store.save(edited, kind="review", reviewer="Dr Test", manual_kpa=float(manual[0]), dataset="known",
+               auto_kpa=float(auto[0]))
+    at = _app()
+    at.switch_page("pages/cohort.py")
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert _metric(at, "Pearson r") == f"r = {pearson(auto, manual).r:.3f}"  # unedited values, no unreviewed row
+    at.radio(key="co_compare").set_value("stiffness_kpa").run()
+    reviewed = auto.copy()
+    reviewed[0] = edited.stiffness_kpa
+    assert _metric(at, "Pearson r") == f"r = {pearson(reviewed, manual).r:.3f}"
 
 
 def test_cohort_csv_import_matches_ids_and_reports_unmatched_rows(env: str) -> None:

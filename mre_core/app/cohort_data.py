@@ -27,16 +27,25 @@ class ManualCsvError(ValueError):
     """An imported manual-measurement CSV that cannot be used; the message says why."""
 
 
+#: The value pairs the agreement view can compare (column, words shown on the page).
+COMPARISONS = {
+    "auto_kpa": "automatic (unedited model output) vs manual",
+    "stiffness_kpa": "reviewed (latest saved value, reader edits included) vs manual",
+}
+
+
 def prepare(frame: pd.DataFrame) -> pd.DataFrame:
-    """Add the derived columns the page filters on: ``qc_status``, ``study_day`` (a date or NaT)."""
+    """Add the derived columns the page filters on: ``qc_status``, ``study_day`` (a date or NaT); ``auto_kpa``
+    (the unedited automatic value) and ``reviewed_kpa`` (the latest saved value) as numbers."""
     out = frame.copy()
     out["qc_flags"] = out.get("qc_flags", pd.Series(dtype=str)).fillna("")
     out["qc_status"] = np.where(out["qc_flags"] == "", "QC ok", "QC flagged")
     if "kind" in out:
         out["review_status"] = out["kind"].map(REVIEW_STATUS).fillna(out["kind"])
     out["study_day"] = pd.to_datetime(out.get("study_date", pd.Series(dtype=str)), format="%Y%m%d", errors="coerce")
-    for col in ("stiffness_kpa", "manual_kpa"):
-        out[col] = pd.to_numeric(out.get(col), errors="coerce")
+    for col in ("stiffness_kpa", "manual_kpa", "auto_kpa"):
+        out[col] = pd.to_numeric(out.get(col, pd.Series(np.nan, index=out.index)), errors="coerce")
+    out["reviewed_kpa"] = out["stiffness_kpa"]
     return out
 
 
@@ -93,12 +102,15 @@ def apply_filters(frame: pd.DataFrame, *, datasets: list[str] | None = None, man
                   dates: tuple[object, object] | None = None, review: str = "all") -> pd.DataFrame:
     """Rows matching every given filter (``None`` / empty list = no filter; ``qc``: all | ok | flagged).
 
-    ``review``: ``all``; ``signed_off`` (only studies a reader signed off); or ``no_unreviewed_inbox``
-    (everything except automatic results from the DICOM inbox that nobody has reviewed yet).
+    ``review``: ``all``; ``reviewed`` (a reader saved or signed off the latest revision: the page's default);
+    ``signed_off`` (only studies a reader signed off); or ``no_unreviewed_inbox`` (everything except automatic
+    results from the DICOM inbox that nobody has reviewed yet).
     """
     keep = pd.Series(True, index=frame.index)
     if review == "signed_off":
         keep &= frame["kind"] == "signed_off"
+    elif review == "reviewed":
+        keep &= frame["kind"].isin(("review", "signed_off"))
     elif review == "no_unreviewed_inbox":
         keep &= ~((frame["dataset"] == PACS_DATASET) & (frame["kind"] == "auto"))
     if datasets:
@@ -131,11 +143,15 @@ def _stage_label(kpa: float, table: StagingTable) -> str:
     return stage(max(float(kpa), 0.0), table).stage.label if math.isfinite(kpa) else ""
 
 
-def cohort_stats(frame: pd.DataFrame, table: StagingTable) -> CohortStats | None:
-    """Agreement of automatic vs manual stiffness on rows with both; ``None`` below 3 pairs."""
-    paired = frame[frame["stiffness_kpa"].notna() & frame["manual_kpa"].notna()].copy()
+def cohort_stats(frame: pd.DataFrame, table: StagingTable, value: str = "stiffness_kpa") -> CohortStats | None:
+    """Agreement of ``value`` (see :data:`COMPARISONS`) vs manual stiffness on rows with both; ``None`` below 3
+    pairs. In ``paired`` the compared value is the ``stiffness_kpa`` column (so figures need no switch)."""
+    if value not in COMPARISONS:
+        raise ValueError(f"unknown comparison {value!r}; choose one of {list(COMPARISONS)}")
+    paired = frame[frame[value].notna() & frame["manual_kpa"].notna()].copy()
     if len(paired) < 3:
         return None
+    paired["stiffness_kpa"] = paired[value]
     auto, manual = paired["stiffness_kpa"].to_numpy(float), paired["manual_kpa"].to_numpy(float)
     rep = agreement(auto, manual, table)
     paired["auto_stage"] = [_stage_label(v, table) for v in auto]
@@ -147,41 +163,84 @@ def cohort_stats(frame: pd.DataFrame, table: StagingTable) -> CohortStats | None
 
 
 def per_stage_table(paired: pd.DataFrame) -> pd.DataFrame:
-    """Per manual (reference) stage: n, mean manual/automatic kPa, bias, same-stage fraction."""
+    """Per manual (reference) stage: n, mean manual/automatic kPa, bias, same-stage fraction (plain numbers,
+    snake_case columns, so the CSV reads straight into R, pandas or a spreadsheet)."""
     rows = []
     for label in STAGES:
         g = paired[paired["manual_stage"] == label]
-        if g.empty:
-            rows.append({"manual stage": label, "n": 0})
-            continue
-        rows.append({
-            "manual stage": label, "n": len(g),
-            "manual kPa (mean)": round(g["manual_kpa"].mean(), 2),
-            "automatic kPa (mean)": round(g["stiffness_kpa"].mean(), 2),
-            "bias kPa (auto − manual)": round(g["difference_kpa"].mean(), 2),
-            "same stage": f"{(g['auto_stage'] == label).mean():.0%}",
-        })
+        row: dict[str, object] = {"manual_stage": label, "n": len(g), "manual_kpa_mean": math.nan,
+                                  "auto_kpa_mean": math.nan, "bias_kpa": math.nan, "same_stage_fraction": math.nan}
+        if not g.empty:
+            row.update(manual_kpa_mean=round(float(g["manual_kpa"].mean()), 3),
+                       auto_kpa_mean=round(float(g["stiffness_kpa"].mean()), 3),
+                       bias_kpa=_no_negative_zero(round(float(g["difference_kpa"].mean()), 3)),
+                       same_stage_fraction=round(float((g["auto_stage"] == label).mean()), 4))
+        rows.append(row)
     return pd.DataFrame(rows)
 
 
+def _plain(v: object) -> object:
+    """An int stays an int; a float keeps 6 significant digits (NaN stays NaN)."""
+    if isinstance(v, (bool, np.bool_)):
+        return int(v)
+    if isinstance(v, (int, np.integer)):
+        return int(v)
+    x = float(v)  # type: ignore[arg-type]
+    return x if not math.isfinite(x) else _no_negative_zero(float(f"{x:.6g}"))
+
+
+def _no_negative_zero(x: float) -> float:
+    return 0.0 if x == 0 else x
+
+
 def summary_table(rep: AgreementReport, table: StagingTable) -> pd.DataFrame:
-    """Every statistic of the page as ``name, value`` rows (rounded for reading, CSV-friendly)."""
+    """Every statistic of the page as ``statistic, value, ci_low, ci_high`` rows (snake_case names, numbers;
+    counts stay integers). CIs are 95 %: see :mod:`mre_core.stats.agreement` for each method."""
     p, ba, icc, sig = rep.pearson, rep.bland_altman, rep.icc, rep.significant
+    nan = (math.nan, math.nan)
     rows = [
-        ("n (paired studies)", rep.n),
-        ("Pearson r", p.r), ("Pearson r 95% CI low", p.ci_low), ("Pearson r 95% CI high", p.ci_high),
-        ("Pearson p", p.p),
-        ("Bland-Altman bias kPa (auto - manual)", ba.bias), ("Bland-Altman SD kPa", ba.sd),
-        ("Limits of agreement low kPa", ba.loa_low), ("Limits of agreement high kPa", ba.loa_high),
-        ("ICC(A,1)", icc.value), ("ICC 95% CI low", icc.ci_low), ("ICC 95% CI high", icc.ci_high),
-        ("Mean absolute error kPa", rep.mae_kpa),
-        ("Linear-weighted kappa (stages)", rep.kappa_linear), ("Same stage (fraction)", rep.stage_agreement),
-        (f"F2 cut-off kPa ({table.name})", sig.threshold_kpa),
-        ("F2 sensitivity", sig.sensitivity), ("F2 specificity", sig.specificity), ("F2 AUC", sig.auc),
-        ("F2 TP", sig.tp), ("F2 FP", sig.fp), ("F2 TN", sig.tn), ("F2 FN", sig.fn),
+        ("n_paired", rep.n, nan),
+        ("pearson_r", p.r, (p.ci_low, p.ci_high)), ("pearson_p", p.p, nan),
+        ("bias_kpa", ba.bias, (ba.bias_ci_low, ba.bias_ci_high)), ("difference_sd_kpa", ba.sd, nan),
+        ("loa_low_kpa", ba.loa_low, ba.loa_low_ci), ("loa_high_kpa", ba.loa_high, ba.loa_high_ci),
+        ("icc_a1", icc.value, (icc.ci_low, icc.ci_high)),
+        ("mean_absolute_error_kpa", rep.mae_kpa, nan),
+        ("kappa_linear", rep.kappa_linear, rep.kappa_ci), ("same_stage_fraction", rep.stage_agreement, nan),
+        ("f2_cutoff_kpa", sig.threshold_kpa, nan),
+        ("f2_sensitivity", sig.sensitivity, sig.sensitivity_ci), ("f2_specificity", sig.specificity, sig.specificity_ci),
+        ("f2_auc", sig.auc, sig.auc_ci),
+        ("f2_tp", sig.tp, nan), ("f2_fp", sig.fp, nan), ("f2_tn", sig.tn, nan), ("f2_fn", sig.fn, nan),
     ]
-    return pd.DataFrame(rows, columns=["statistic", "value"])
+    out = pd.DataFrame({"statistic": [n for n, _, _ in rows],
+                        "value": pd.Series([_plain(v) for _, v, _ in rows], dtype=object),  # counts stay integers
+                        "ci_low": [ci[0] for _, _, ci in rows], "ci_high": [ci[1] for _, _, ci in rows]})
+    out.attrs["staging_table"] = table.name
+    return out
 
 
-__all__ = ["CohortStats", "ManualCsvError", "ManualImport", "apply_filters", "cohort_stats", "merge_manual",
-           "per_stage_table", "prepare", "read_manual_csv", "summary_table"]
+#: Columns of the cohort CSV, in order; identifying ones only when asked for.
+EXPORT_COLUMNS = ("patient_id", "study_uid", "series_uid", "study_date", "manufacturer", "dataset", "auto_kpa",
+                  "reviewed_kpa", "manual_kpa", "auto_stage", "stage", "manual_stage", "significant_fibrosis",
+                  "qc_flags", "revision", "review_status", "reviewer", "created_utc", "model_name", "model_sha256")
+IDENTIFYING_COLUMNS = ("patient_name",)
+
+
+def cohort_export(frame: pd.DataFrame, table: StagingTable, identifying: bool = False) -> pd.DataFrame:
+    """The cohort table for download: ISO dates, both automatic and reviewed values with their stages, the manual
+    stage; names only with ``identifying`` (research exports leave them out)."""
+    out = frame.copy()
+    out["study_date"] = out["study_day"].dt.strftime("%Y-%m-%d").fillna("") if "study_day" in out else ""
+    out["auto_stage"] = [_stage_label(v, table) if pd.notna(v) else "" for v in out["auto_kpa"]]
+    out["manual_stage"] = [_stage_label(v, table) if pd.notna(v) else "" for v in out["manual_kpa"]]
+    cols = [c for c in (*EXPORT_COLUMNS, *(IDENTIFYING_COLUMNS if identifying else ())) if c in out]
+    return out[cols]
+
+
+def csv_bytes(frame: pd.DataFrame) -> bytes:
+    """CSV with plain numbers (up to 6 significant digits, no fixed-width scientific notation), UTF-8."""
+    return frame.to_csv(index=False, float_format="%.6g").encode("utf-8")
+
+
+__all__ = ["COMPARISONS", "CohortStats", "EXPORT_COLUMNS", "IDENTIFYING_COLUMNS", "ManualCsvError", "ManualImport",
+           "apply_filters", "cohort_export", "cohort_stats", "csv_bytes", "merge_manual", "per_stage_table",
+           "prepare", "read_manual_csv", "summary_table"]

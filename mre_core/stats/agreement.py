@@ -6,7 +6,12 @@ Pure numpy/scipy over 1-D arrays of kPa (or stages, or masks). Conventions:
 * ICC is ICC(A,1): two-way random effects, absolute agreement, single measurement
   (McGraw & Wong 1996), with its F-distribution 95 % CI;
 * Pearson r has a Fisher-z 95 % CI;
-* kappa is Cohen's, linearly weighted over the ordinal stages F0..F4;
+* kappa is Cohen's, linearly weighted over the ordinal stages F0..F4, with a percentile bootstrap 95 % CI
+  over patients (2,000 resamples, fixed seed);
+* Bland–Altman limits of agreement have the approximate 95 % CIs of Bland & Altman (1999, Stat Methods
+  Med Res 8:135), SE(limit) = sqrt(3 SD² / n);
+* sensitivity and specificity have Wilson score 95 % CIs (Newcombe 1998, Stat Med 17:857); the F2 AUC a
+  percentile bootstrap 95 % CI over patients;
 * Dice / IoU are pixel-wise per slice (an empty truth and an empty prediction agree: 1.0).
 """
 
@@ -44,6 +49,8 @@ class BlandAltman:
     bias_ci_low: float
     bias_ci_high: float
     n: int
+    loa_low_ci: tuple[float, float] = (math.nan, math.nan)  #: 95 % CI of the lower limit
+    loa_high_ci: tuple[float, float] = (math.nan, math.nan)  #: 95 % CI of the upper limit
 
 
 @dataclass(frozen=True)
@@ -66,6 +73,9 @@ class Binary:
     fp: int
     tn: int
     fn: int
+    sensitivity_ci: tuple[float, float] = (math.nan, math.nan)  #: Wilson 95 %
+    specificity_ci: tuple[float, float] = (math.nan, math.nan)  #: Wilson 95 %
+    auc_ci: tuple[float, float] = (math.nan, math.nan)  #: bootstrap over patients, 95 %
 
 
 @dataclass(frozen=True)
@@ -79,6 +89,7 @@ class AgreementReport:
     stage_agreement: float  #: fraction of identical stages
     confusion: np.ndarray  #: int [5, 5], rows = manual stage, columns = automatic stage
     significant: Binary
+    kappa_ci: tuple[float, float] = (math.nan, math.nan)  #: bootstrap over patients, 95 %
 
 
 def _pair(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -120,8 +131,28 @@ def bland_altman(auto: np.ndarray, manual: np.ndarray) -> BlandAltman:
         nan = math.nan
         return BlandAltman(float(d.mean()) if n else nan, nan, nan, nan, nan, nan, n)
     bias, sd = float(d.mean()), float(d.std(ddof=1))
-    half = stats.t.ppf(0.975, n - 1) * sd / math.sqrt(n)
-    return BlandAltman(bias, sd, bias - 1.96 * sd, bias + 1.96 * sd, bias - half, bias + half, n)
+    t = stats.t.ppf(0.975, n - 1)
+    half = t * sd / math.sqrt(n)
+    lo, hi = bias - 1.96 * sd, bias + 1.96 * sd
+    half_limit = t * math.sqrt(3 * sd**2 / n)
+    return BlandAltman(bias, sd, lo, hi, bias - half, bias + half, n,
+                       (lo - half_limit, lo + half_limit), (hi - half_limit, hi + half_limit))
+
+
+def wilson_ci(successes: int, n: int, level: float = 0.95) -> tuple[float, float]:
+    """Wilson score interval of a proportion (NaN for n = 0).
+
+    >>> tuple(round(v, 3) for v in wilson_ci(8, 10))
+    (0.49, 0.943)
+    """
+    if n <= 0:
+        return math.nan, math.nan
+    z = float(stats.norm.ppf(0.5 + level / 2))
+    p = successes / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    lo, hi = max(0.0, centre - half), min(1.0, centre + half)
+    return (0.0 if successes == 0 else lo), (1.0 if successes == n else hi)  # exact ends, not 1 - 1e-16
 
 
 def icc_a1(x: np.ndarray, y: np.ndarray, level: float = 0.95) -> Icc:
@@ -202,7 +233,10 @@ def significant_fibrosis(auto_kpa: np.ndarray, manual_kpa: np.ndarray, threshold
     tn, fn = int((~truth & ~call).sum()), int((truth & ~call).sum())
     sens = tp / (tp + fn) if tp + fn else math.nan
     spec = tn / (tn + fp) if tn + fp else math.nan
-    return Binary(threshold_kpa, sens, spec, auc(a, truth), tp, fp, tn, fn)
+    pairs = np.stack([a, truth.astype(float)], axis=1)
+    auc_ci = bootstrap_ci(pairs, lambda v: auc(v[:, 0], v[:, 1] > 0.5)) if len(a) >= 2 else (math.nan, math.nan)
+    return Binary(threshold_kpa, sens, spec, auc(a, truth), tp, fp, tn, fn,
+                  wilson_ci(tp, tp + fn), wilson_ci(tn, tn + fp), auc_ci)
 
 
 def agreement(auto_kpa: np.ndarray, manual_kpa: np.ndarray, table: StagingTable) -> AgreementReport:
@@ -211,6 +245,9 @@ def agreement(auto_kpa: np.ndarray, manual_kpa: np.ndarray, table: StagingTable)
     sa = np.array([int(stage(v, table).stage) for v in np.clip(a, 0, None)], dtype=int)
     sm = np.array([int(stage(v, table).stage) for v in np.clip(m, 0, None)], dtype=int)
     cm = confusion(sm, sa)
+    stages_paired = np.stack([sm, sa], axis=1)
+    kappa_ci = (bootstrap_ci(stages_paired, lambda v: weighted_kappa(confusion(v[:, 0], v[:, 1])))
+                if len(a) >= 2 else (math.nan, math.nan))
     return AgreementReport(
         n=len(a),
         pearson=pearson(a, m),
@@ -221,6 +258,7 @@ def agreement(auto_kpa: np.ndarray, manual_kpa: np.ndarray, table: StagingTable)
         stage_agreement=float(np.trace(cm) / cm.sum()) if cm.sum() else math.nan,
         confusion=cm,
         significant=significant_fibrosis(a, m, table.significant_kpa),
+        kappa_ci=kappa_ci,
     )
 
 
@@ -252,6 +290,8 @@ def bootstrap_ci(values: np.ndarray, statistic: Callable[[np.ndarray], float] = 
         return math.nan, math.nan
     rng = np.random.default_rng(seed)
     idx = rng.integers(0, len(v), size=(n_boot, len(v)))
-    boots = np.array([statistic(v[i]) for i in idx])
+    boots = np.array([statistic(v[i]) for i in idx], dtype=float)
+    if not np.isfinite(boots).any():
+        return math.nan, math.nan
     tail = (1 - level) / 2 * 100
     return float(np.nanpercentile(boots, tail)), float(np.nanpercentile(boots, 100 - tail))

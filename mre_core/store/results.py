@@ -133,7 +133,7 @@ class Store:
 
     >>> s = Store("sqlite://")
     >>> s.version()
-    4
+    5
     """
 
     def __init__(self, url: str, schema: int = SCHEMA_VERSION) -> None:
@@ -180,11 +180,13 @@ class Store:
     # ------------------------------------------------------------------ writes
     def save(self, result: StudyResult, *, kind: str = "auto", reviewer: str = "", comment: str = "",
              manual_kpa: float | None = None, edits: dict[str, Any] | None = None, dataset: str = "",
-             retries: int = 5) -> int:
+             retries: int = 5, auto_kpa: float | None = None) -> int:
         """Save ``result`` as a new revision of its study; returns the revision number (1, 2, …).
 
         One transaction: the study row (created on first save), the revision and its slices,
-        and an audit entry. Nothing earlier is modified.
+        and an audit entry. Nothing earlier is modified. ``auto_kpa`` is the untouched automatic value the
+        reader started from (kept beside the reviewed value); for kind ``auto`` it is the result's own value,
+        otherwise, when not given, the study's latest automatic revision's value (or none).
         """
         if kind not in KINDS:
             raise ValueError(f"revision kind must be one of {KINDS}, got {kind!r}")
@@ -193,7 +195,8 @@ class Store:
         for attempt in range(retries):
             try:
                 with self.writer() as conn:
-                    return self._save(conn, result, kind, reviewer, comment, manual_kpa, edits or {}, dataset)
+                    return self._save(conn, result, kind, reviewer, comment, manual_kpa, edits or {}, dataset,
+                                      auto_kpa)
             except IntegrityError:
                 # last resort: _save locks the study before numbering, so only a writer that bypasses the
                 # lock (or a non-default isolation level) lands here; the whole transaction is redone
@@ -203,9 +206,15 @@ class Store:
         raise AssertionError("unreachable")
 
     def _save(self, conn: Connection, r: StudyResult, kind: str, reviewer: str, comment: str,
-              manual_kpa: float | None, edits: dict[str, Any], dataset: str) -> int:
+              manual_kpa: float | None, edits: dict[str, Any], dataset: str, auto_kpa: float | None = None) -> int:
         study_id = self._study_id(conn, r, dataset)
         number = _next_revision(conn, study_id)
+        if kind == "auto":
+            auto_kpa = r.stiffness.stiffness_kpa
+        elif auto_kpa is None:
+            auto_kpa = conn.execute(sa.select(revisions.c.stiffness_kpa).where(
+                (revisions.c.study_id == study_id) & (revisions.c.kind == "auto"))
+                .order_by(revisions.c.revision.desc()).limit(1)).scalar()
         first = r.study.series.slices[0] if r.study.series.slices else None
         table = r.settings.staging
         staging = {"name": table.name, "title": table.title,
@@ -223,6 +232,7 @@ class Store:
             model_name=r.model_name, model_sha256=r.model_sha256, device=r.device,
             profile=first.profile.value if first else "", runtime_s=_num(r.runtime_s),
             settings_json=settings_json(r.settings), edits_json=json.dumps(edits, default=str),
+            auto_stiffness_kpa=_num(auto_kpa) if auto_kpa is not None else None,
         )).inserted_primary_key[0]
         conn.execute(slices.insert(), [_slice_row(rev_id, s) for s in r.slices])
         conn.execute(audit.insert().values(at_utc=_now(), user=reviewer, action=f"save:{kind}", study_id=study_id,
@@ -316,6 +326,7 @@ class Store:
         q = (sa.select(studies.c.patient_id, studies.c.study_uid, studies.c.series_uid, studies.c.patient_name,
                        studies.c.study_date, studies.c.manufacturer, studies.c.dataset, revisions.c.revision,
                        revisions.c.kind, revisions.c.created_utc, revisions.c.reviewer, revisions.c.stiffness_kpa,
+                       revisions.c.auto_stiffness_kpa.label("auto_kpa"),
                        revisions.c.stiffness_kpa_area_weighted, revisions.c.n_slices_used, revisions.c.stage,
                        revisions.c.significant_fibrosis, revisions.c.qc_flags, revisions.c.manual_kpa,
                        revisions.c.comment, revisions.c.model_name, revisions.c.model_sha256, revisions.c.profile)

@@ -16,7 +16,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 
 metadata = sa.MetaData()
@@ -71,6 +71,9 @@ revisions = sa.Table(
     sa.Column("runtime_s", sa.Float, nullable=True),
     sa.Column("settings_json", sa.Text, nullable=False),
     sa.Column("edits_json", sa.Text, nullable=False, default="{}"),
+    # v5: the untouched automatic value this revision started from (never a reader's edit), so the cohort
+    # can compare automatic with manual even after a reader changed the ROI
+    sa.Column("auto_stiffness_kpa", sa.Float, nullable=True),
     sa.UniqueConstraint("study_id", "revision", name="uq_study_revision"),
 )
 
@@ -222,9 +225,21 @@ def _migrate_to_4(conn: Connection) -> None:
     conn.exec_driver_sql("CREATE INDEX IF NOT EXISTS ix_forwards_status ON forwards (status, next_attempt_at)")
 
 
+def _migrate_to_5(conn: Connection) -> None:
+    """Version 5: ``revisions.auto_stiffness_kpa``, the unedited automatic value; filled for old rows from the
+    study's latest automatic revision at or before each revision (an ``auto`` revision is its own value)."""
+    have = {c["name"] for c in sa.inspect(conn).get_columns("revisions")}
+    if "auto_stiffness_kpa" not in have:
+        conn.exec_driver_sql("ALTER TABLE revisions ADD COLUMN auto_stiffness_kpa FLOAT")
+    conn.exec_driver_sql(
+        "UPDATE revisions SET auto_stiffness_kpa = (SELECT a.stiffness_kpa FROM revisions a "
+        "WHERE a.study_id = revisions.study_id AND a.kind = 'auto' AND a.revision <= revisions.revision "
+        "ORDER BY a.revision DESC LIMIT 1) WHERE auto_stiffness_kpa IS NULL")
+
+
 #: ``MIGRATIONS[v]`` brings a version ``v - 1`` schema to version ``v``. Append, never edit.
 MIGRATIONS: dict[int, Callable[[Connection], None]] = {1: _migrate_to_1, 2: _migrate_to_2, 3: _migrate_to_3,
-                                                       4: _migrate_to_4}
+                                                       4: _migrate_to_4, 5: _migrate_to_5}
 
 
 def engine_for(url: str) -> Engine:

@@ -1,5 +1,8 @@
+import math
+
 import numpy as np
 import pytest
+from scipy import stats
 
 from mre_core.analysis.staging import PAPER_TABLE
 from mre_core.stats.agreement import (
@@ -13,6 +16,7 @@ from mre_core.stats.agreement import (
     iou,
     pearson,
     weighted_kappa,
+    wilson_ci,
 )
 
 
@@ -83,3 +87,34 @@ def test_bootstrap_ci_brackets_the_mean():
     v = np.random.default_rng(1).normal(0.9, 0.05, 200)
     lo, hi = bootstrap_ci(v, n_boot=500)
     assert lo < v.mean() < hi and hi - lo < 0.03
+
+
+def test_limits_of_agreement_cis_follow_bland_altman_1999():
+    rng = np.random.default_rng(4)
+    manual = rng.uniform(2, 6, 40)
+    auto = manual + rng.normal(0.1, 0.3, 40)
+    ba = bland_altman(auto, manual)
+    se = math.sqrt(3 * ba.sd**2 / 40)
+    t = stats.t.ppf(0.975, 39)
+    assert ba.loa_low_ci == pytest.approx((ba.loa_low - t * se, ba.loa_low + t * se))
+    assert ba.loa_high_ci[0] < ba.loa_high < ba.loa_high_ci[1]
+
+
+def test_wilson_ci_known_values_and_edges():
+    assert wilson_ci(8, 10) == pytest.approx((0.4902, 0.9433), abs=1e-4)  # Newcombe 1998, method 3
+    lo, hi = wilson_ci(10, 10)
+    assert hi == 1.0 and 0.69 < lo < 0.73
+    assert all(math.isnan(v) for v in wilson_ci(0, 0))
+
+
+def test_report_carries_cis_for_kappa_sensitivity_specificity_and_auc():
+    rng = np.random.default_rng(7)
+    manual = rng.uniform(1.8, 7.0, 60)
+    auto = manual * rng.normal(1.0, 0.08, 60)
+    rep = agreement(auto, manual, PAPER_TABLE)
+    sig = rep.significant
+    assert sig.sensitivity_ci[0] <= sig.sensitivity <= sig.sensitivity_ci[1]
+    assert sig.specificity_ci[0] <= sig.specificity <= sig.specificity_ci[1]
+    assert sig.auc_ci[0] <= sig.auc <= sig.auc_ci[1] <= 1.0
+    assert rep.kappa_ci[0] <= rep.kappa_linear <= rep.kappa_ci[1]
+    assert rep.kappa_ci[1] - rep.kappa_ci[0] > 0.01  # a real interval, not a point
