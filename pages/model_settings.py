@@ -9,6 +9,7 @@ import streamlit as st
 import torch
 
 from mre_core.analysis.staging import TABLES
+from mre_core.app import model_card_view as mcv
 from mre_core.app.context import current_settings, get_model, get_store, model_missing_message
 from mre_core.model.network import WeightsError
 from mre_core.store.results import StoreError
@@ -40,16 +41,22 @@ else:
                 f"**Folder** `{settings.weights_dir}`")
     card = record.get("card", {})
     if card:
-        with st.expander("Model card", expanded=True):
-            scalars = {k: v for k, v in card.items() if not isinstance(v, (dict, list))}
-            if scalars:
-                st.dataframe(pd.DataFrame({"field": list(scalars), "value": [str(v) for v in scalars.values()]}),
-                             hide_index=True, width="stretch",
-                             column_config={"value": st.column_config.TextColumn(width="large")})
-            for key, value in card.items():
-                if isinstance(value, (dict, list)):
-                    st.markdown(f"**{key.replace('_', ' ')}**")
-                    st.json(value, expanded=1)
+        st.info(f"**Intended use.** {card.get('intended_use', mcv.DEFAULT_LIMITATIONS[-1])}",
+                icon=":material/info:")
+        st.markdown(f"**Training data.** {card.get('training_data', 'not recorded in the card')}")
+        st.warning("**Limitations**\n" + "\n".join(f"- {x}" for x in mcv.limitations(card)),
+                   icon=":material/warning:")
+        for title, block in [("Test metrics", card.get("test_metrics")),
+                             *[(f"On a style it was not trained on: {k}", v)
+                               for k, v in (card.get("generalisation") or {}).items()]]:
+            if isinstance(block, dict) and block:
+                st.markdown(f"**{title}** — {mcv.provenance(block)}")
+                st.dataframe(mcv.metrics_table(block), hide_index=True, width="stretch", column_config={
+                    "value": st.column_config.NumberColumn(format="%.3f"),
+                    "ci_low": st.column_config.NumberColumn("95% CI low", format="%.3f"),
+                    "ci_high": st.column_config.NumberColumn("95% CI high", format="%.3f")})
+        with st.expander("Full model card (raw JSON)"):
+            st.json(card, expanded=1)
     with st.expander("Input specification"):
         st.json(record.get("input", {}))
 cuda = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none"

@@ -296,3 +296,20 @@ def test_worklist_study_from_the_listener_is_opened_signed_off_and_joins_the_coh
     assert any("1 of 1 saved studies" in c.value for c in cohort.caption)
     cohort.selectbox(key="co_review").set_value("signed_off").run()
     assert any("1 of 1 saved studies" in c.value for c in cohort.caption)
+
+
+def test_model_page_says_the_shipped_cards_limitations_in_words_and_metrics_as_a_table(monkeypatch) -> None:
+    shipped = Settings()
+    monkeypatch.setenv("MRE_WEIGHTS_DIR", str(shipped.weights_dir))
+    monkeypatch.setenv("MRE_MODEL_NAME", shipped.model_name)
+    monkeypatch.setenv("MRE_DEVICE", "cpu")
+    at = _app()
+    at.switch_page("pages/model_settings.py")
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    warning = " ".join(w.value for w in at.warning)
+    assert "Limitations" in warning and "synthetic phantoms only" in warning and "real scanner data is unknown" in warning
+    assert any("not a certified medical device" in i.value for i in at.info)
+    tables = [df.value for df in at.dataframe if "metric" in df.value.columns]
+    assert tables and "Dice (slice mean)" in set(tables[0]["metric"])
+    assert all(len(str(v).split(".")[-1]) <= 3 for v in tables[0]["value"].dropna())  # rounded, not 0.8923196…
