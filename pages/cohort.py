@@ -166,6 +166,16 @@ else:
     with b:
         st.markdown("**Automatic stiffness by manual stage**")
         st.plotly_chart(figures.stage_box_figure(stats.paired, table), key="co_box", config={"displaylogo": False})
+    with st.container(border=True):
+        from mre_core.outputs.cohort_figures import FIGURES, figure_bytes
+
+        e = st.columns([2, 1, 1])
+        kind = e[0].selectbox("Figure for a paper", list(FIGURES), format_func=FIGURES.get, key="co_fig")
+        fmt_ = e[1].radio("Format", ["svg", "pdf"], horizontal=True, key="co_fig_fmt")
+        label = "automatic" if compare == "auto_kpa" else "reviewed"
+        e[2].download_button(f"Download {fmt_.upper()}", lambda: figure_bytes(kind, stats.paired, rep, fmt_, label),
+                             f"cohort_{kind}.{fmt_}", "image/svg+xml" if fmt_ == "svg" else "application/pdf",
+                             icon=":material/download:", key="co_dl_fig", on_click="ignore")
     st.markdown("**Per stage** (manual stage as reference)")
     st.dataframe(stats.per_stage, hide_index=True, width="stretch", column_config={
         "manual_stage": "manual stage", "manual_kpa_mean": st.column_config.NumberColumn("manual kPa (mean)", format="%.2f"),
