@@ -16,7 +16,7 @@ from PIL import Image, ImageDraw, ImageFont
 from mre_core.analysis.pipeline import StudyResult
 from mre_core.analysis.stiffness import SliceResult
 from mre_core.io.elastogram import Elastogram
-from mre_core.outputs.tables import elastograms_by_sop
+from mre_core.outputs.tables import elastograms_by_sop, slice_label, slice_numbers, superior_to_inferior
 
 OVERLAY_WINDOW_KPA = (0.0, 8.0)
 
@@ -43,8 +43,8 @@ def _tile(e: Elastogram, s: SliceResult) -> np.ndarray:
     return rgb.astype(np.uint8)
 
 
-def _caption(s: SliceResult) -> str:
-    head = f"#{s.instance_number} z={s.position_mm:.1f} mm"
+def _caption(s: SliceResult, number: int) -> str:
+    head = f"{slice_label(number, s.instance_number)} z={s.position_mm:.1f} mm"
     if s.stats.n_pixels == 0:
         return f"{head}: no ROI"
     text = f"{head}: {s.stats.mean_kpa:.2f} kPa"
@@ -52,13 +52,15 @@ def _caption(s: SliceResult) -> str:
 
 
 def overlay_tiles(result: StudyResult) -> list[tuple[np.ndarray, str]]:
-    """One ``(uint8 RGB [H,W,3], caption)`` per slice that has an elastogram, in slice order.
+    """One ``(uint8 RGB [H,W,3], caption)`` per slice that has an elastogram, superior to inferior.
 
-    The colours of :func:`overlay_png` (also used by the PDF report); the caption gives
-    instance number, z (mm) and the slice mean kPa, or "no ROI".
+    The colours of :func:`overlay_png` (also used by the PDF report); the caption gives the slice number
+    (1 = most superior), the instance number, z (mm) and the slice mean kPa, or "no ROI".
     """
     by_sop = elastograms_by_sop(result)
-    return [(_tile(by_sop[s.sop_uid], s), _caption(s)) for s in result.slices if s.sop_uid in by_sop]
+    numbers = slice_numbers(result.slices)
+    return [(_tile(by_sop[s.sop_uid], s), _caption(s, numbers[s.sop_uid]))
+            for s in superior_to_inferior(result.slices) if s.sop_uid in by_sop]
 
 
 def overlay_png(result: StudyResult, path: Path, columns: int = 3, scale: int = 2) -> Path:

@@ -35,6 +35,7 @@ from mre_core.analysis.pipeline import StudyResult
 from mre_core.analysis.staging import PAPER_TABLE, stage
 from mre_core.io.elastogram import VendorProfile
 from mre_core.outputs.overlay import overlay_tiles
+from mre_core.outputs.tables import slice_numbers, superior_to_inferior
 from mre_core.outputs.wording import INTENDED_USE
 
 TITLE = "MRE Liver Review — liver stiffness report"
@@ -249,11 +250,12 @@ _SLICE_COLUMNS = (("slice", 0), ("z mm", 34), ("mean kPa", 70), ("median", 116),
 
 
 def _slice_rows(result: StudyResult) -> list[tuple[str, ...]]:
+    numbers = slice_numbers(result.slices)
     rows: list[tuple[str, ...]] = [
-        (f"#{s.instance_number}", f"{s.position_mm:.1f}", _kpa(s.stats.mean_kpa), _kpa(s.stats.median_kpa),
+        (f"{numbers[s.sop_uid]} (#{s.instance_number})", f"{s.position_mm:.1f}", _kpa(s.stats.mean_kpa), _kpa(s.stats.median_kpa),
          _kpa(s.stats.sd_kpa), f"{s.stats.area_cm2:.2f}", "yes" if s.usable else "no",
          ", ".join(f.value for f in s.qc_flags) or "–")
-        for s in result.slices[:MAX_TABLE_ROWS]
+        for s in superior_to_inferior(result.slices)[:MAX_TABLE_ROWS]
     ]  # fmt: skip
     if len(result.slices) > MAX_TABLE_ROWS:
         rows.append((f"+{len(result.slices) - MAX_TABLE_ROWS} more slices: see the slice CSV", *[""] * 7))

@@ -49,6 +49,15 @@ ImagePositionPatient (type 1)
     and set to 0; the distance along the normal, which is what orders and separates the frames, is
     exact, and the frame ↔ slice link is the DerivationImageSequence anyway). A slice with neither
     raises :class:`SegExportError`; so do two slices at the same position.
+Who made the ROI (Segment Algorithm Type, PS3.3 C.8.20.2)
+    ``AUTOMATIC`` with the model as the algorithm (name, SHA-256, family *Artificial
+    Intelligence*) when no slice's ROI was drawn by hand. When a reader drew (``manual_rois``:
+    SOP UID → ``"edited"`` or ``"replaced"``, see :func:`segment_algorithm_type`): ``MANUAL``
+    (no algorithm: the model made none of it) when the reader's own outline replaced the ROI on
+    every slice, else ``SEMIAUTOMATIC`` (the model's ROI, edited or partly replaced by hand; the
+    model stays the algorithm). The reader is named as the Content Creator's Name and in the
+    Segment Description ("drawn by hand by …", "edited by hand by …", with the slices), and the
+    series description says "(manual)" or "(edited)".
 SliceThickness (type 2 in MR, needed for the SEG's pixel measures)
     A missing or empty value gets the median slice gap.
 Rows / Columns
@@ -58,7 +67,7 @@ Rows / Columns
 from __future__ import annotations
 
 import copy
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import highdicom as hd
@@ -74,6 +83,8 @@ from mre_core.outputs.tables import elastograms_by_sop
 
 SEG_MANUFACTURER = "MRE Liver Review"
 SEG_SERIES_DESCRIPTION = "Liver ROI (auto)"
+SEG_SERIES_DESCRIPTIONS = {"AUTOMATIC": SEG_SERIES_DESCRIPTION, "SEMIAUTOMATIC": "Liver ROI (edited)",
+                           "MANUAL": "Liver ROI (manual)"}
 SEG_SERIES_NUMBER = 9901
 SEG_SEGMENT_LABEL = "Liver ROI"
 
@@ -294,20 +305,64 @@ def source_headers(result: StudyResult) -> list[Dataset]:
     return headers
 
 
-def _segment_description(result: StudyResult) -> hd.seg.SegmentDescription:
-    algorithm = hd.AlgorithmIdentificationSequence(
+def segment_algorithm_type(result: StudyResult, manual_rois: Mapping[str, str] | None = None
+                           ) -> hd.seg.SegmentAlgorithmTypeValues:
+    """``AUTOMATIC`` (nothing drawn by hand), ``MANUAL`` (every slice's ROI replaced by the reader's
+    outline) or ``SEMIAUTOMATIC`` (the model's ROI edited, or replaced on some slices only)."""
+    drawn = {sop: kind for sop, kind in (manual_rois or {}).items() if sop in {s.sop_uid for s in result.slices}}
+    if not drawn:
+        return hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC
+    if all(drawn.get(s.sop_uid) == "replaced" for s in result.slices):
+        return hd.seg.SegmentAlgorithmTypeValues.MANUAL
+    return hd.seg.SegmentAlgorithmTypeValues.SEMIAUTOMATIC
+
+
+def _slice_numbers(result: StudyResult, sops: Sequence[str]) -> str:
+    numbers = [str(i + 1) for i, s in enumerate(result.slices) if s.sop_uid in set(sops)]
+    return ", ".join(numbers)
+
+
+def segment_description_text(result: StudyResult, manual_rois: Mapping[str, str] | None, reader: str) -> str | None:
+    """The Segment Description (LO, ≤ 64 characters) of a ROI drawn by hand; ``None`` for an automatic one."""
+    kind = segment_algorithm_type(result, manual_rois)
+    if kind is hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC:
+        return None
+    who = reader.strip().replace("\\", "/") or "an unnamed reader"
+    if kind is hd.seg.SegmentAlgorithmTypeValues.MANUAL:
+        text = f"Drawn by hand by {who}"
+    else:
+        text = f"Model ROI edited by hand by {who}, slice(s) {_slice_numbers(result, list(manual_rois or {}))}"
+    return text if len(text) <= 64 else text[:61] + "..."
+
+
+def _segment_description(result: StudyResult, manual_rois: Mapping[str, str] | None = None,
+                         reader: str = "") -> hd.seg.SegmentDescription:
+    kind = segment_algorithm_type(result, manual_rois)
+    algorithm = None if kind is hd.seg.SegmentAlgorithmTypeValues.MANUAL else hd.AlgorithmIdentificationSequence(
         name=result.model_name[:64],
         version=result.model_sha256[:64] or "unknown",
         family=codes.cid7162.ArtificialIntelligence,
     )
-    return hd.seg.SegmentDescription(
+    description = hd.seg.SegmentDescription(
         segment_number=1,
         segment_label=SEG_SEGMENT_LABEL,
         segmented_property_category=codes.SCT.Organ,
         segmented_property_type=codes.SCT.Liver,
-        algorithm_type=hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC,
+        algorithm_type=kind,
         algorithm_identification=algorithm,
     )
+    text = segment_description_text(result, manual_rois, reader)
+    if text:
+        description.SegmentDescription = text
+    return description
+
+
+def _person_name(name: str) -> str | None:
+    """Free text as a DICOM PN (one family-name component, ≤ 64 characters); ``None`` when empty."""
+    name = name.strip().replace("\\", "/")
+    if not name:
+        return None
+    return name if "^" in name else f"{name[:63]}^"
 
 
 def is_multiframe(result: StudyResult) -> bool:
@@ -335,12 +390,17 @@ def _seg_inputs(result: StudyResult) -> tuple[list[Dataset], np.ndarray]:
     return headers, masks
 
 
-def build_seg(result: StudyResult) -> hd.seg.Segmentation:
+def build_seg(result: StudyResult, *, manual_rois: Mapping[str, str] | None = None,
+              reader: str = "") -> hd.seg.Segmentation:
     """A BINARY DICOM SEG of the final ROI, one frame per source slice.
 
     Frames are kept for empty ROIs too, so every slice has a frame; a study whose ROIs are all
     empty gives a SEG whose frames are all zero, not an error. Each frame's
     DerivationImageSequence references its source slice.
+
+    ``manual_rois`` (SOP UID → ``"edited"`` | ``"replaced"``) names the slices whose ROI a reader
+    drew, and ``reader`` who: the segment is then ``SEMIAUTOMATIC`` or ``MANUAL`` and the reader
+    is the content creator (see the module docstring). Without them the segment is ``AUTOMATIC``.
 
     Raises
     ------
@@ -349,12 +409,13 @@ def build_seg(result: StudyResult) -> hd.seg.Segmentation:
         still refuses them (its message is kept).
     """
     headers, masks = _seg_inputs(result)
+    by_hand = segment_algorithm_type(result, manual_rois) is not hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC
     try:
-        return hd.seg.Segmentation(
+        seg = hd.seg.Segmentation(
             source_images=headers,
             pixel_array=masks,
             segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
-            segment_descriptions=[_segment_description(result)],
+            segment_descriptions=[_segment_description(result, manual_rois, reader)],
             series_instance_uid=generate_uid(),
             series_number=SEG_SERIES_NUMBER,
             sop_instance_uid=generate_uid(),
@@ -363,18 +424,23 @@ def build_seg(result: StudyResult) -> hd.seg.Segmentation:
             manufacturer_model_name=result.model_name[:64],
             software_versions=f"model sha256 {result.model_sha256[:16]}",
             device_serial_number="none",
-            series_description=SEG_SERIES_DESCRIPTION,
+            series_description=SEG_SERIES_DESCRIPTIONS[segment_algorithm_type(result, manual_rois).value],
             content_label="LIVER_ROI",
             content_description="Liver ROI inside the 95% confidence region",
             omit_empty_frames=False,
+            content_creator_name=_person_name(reader) if by_hand else None,
         )
     except (ValueError, AttributeError) as err:
         raise SegExportError(f"study {result.study_uid}: highdicom cannot build the SEG: {err}") from err
+    if by_hand and not reader.isascii():  # the reader's name needs more than the source's character set
+        seg.SpecificCharacterSet = "ISO_IR 192"
+    return seg
 
 
-def write_seg(result: StudyResult, path: Path) -> Path:
+def write_seg(result: StudyResult, path: Path, *, manual_rois: Mapping[str, str] | None = None,
+              reader: str = "") -> Path:
     """Build the SEG (:func:`build_seg`) and write it to ``path`` (parents created)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    build_seg(result).save_as(path, enforce_file_format=True)
+    build_seg(result, manual_rois=manual_rois, reader=reader).save_as(path, enforce_file_format=True)
     return path

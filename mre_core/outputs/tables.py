@@ -26,7 +26,8 @@ STUDY_COLUMNS: tuple[str, ...] = (
     "confidence_rule",
 )  # fmt: skip
 SLICE_COLUMNS: tuple[str, ...] = (
-    "patient_id", "study_uid", "series_uid", "sop_uid", "instance_number", "position_mm", "source", "excluded",
+    "patient_id", "study_uid", "series_uid", "slice_number", "sop_uid", "instance_number", "position_mm", "source",
+    "excluded",
     "n_pixels", "area_cm2", "mean_kpa", "median_kpa", "sd_kpa", "iqr_kpa", "p25_kpa", "p75_kpa",
     "confidence_area_cm2", "qc_flags",
 )  # fmt: skip
@@ -35,6 +36,26 @@ SKIPPED_COLUMNS: tuple[str, ...] = (
 )  # fmt: skip
 
 
+
+
+def superior_to_inferior(slices: Sequence[Any]) -> list[Any]:
+    """Slices (anything with ``position_mm`` and ``instance_number``) from head to feet: the one numbering of
+    the page, the PDF, the overlay and the CSVs. DICOM patient z grows towards the head (LPS), so the largest
+    slice position comes first; slices without a position follow, by instance number."""
+    def key(s: Any) -> tuple[int, float, int]:
+        z = float(s.position_mm)
+        return (0, -z, int(s.instance_number)) if math.isfinite(z) else (1, 0.0, int(s.instance_number))
+    return sorted(slices, key=key)
+
+
+def slice_numbers(slices: Sequence[Any]) -> dict[str, int]:
+    """SOP UID → slice number, 1 = most superior (:func:`superior_to_inferior`)."""
+    return {s.sop_uid: i for i, s in enumerate(superior_to_inferior(slices), start=1)}
+
+
+def slice_label(number: int, instance_number: int) -> str:
+    """``"slice 2 (#14)"``: the position-based number with the DICOM instance number beside it."""
+    return f"slice {number} (#{instance_number})"
 
 
 def _kpa(value: float) -> float:
@@ -101,12 +122,13 @@ def elastograms_by_sop(result: StudyResult) -> dict[str, Elastogram]:
     return {e.sop_uid: e for e in result.study.series.slices}
 
 
-def _slice_row(result: StudyResult, s: SliceResult, source: Elastogram | None) -> dict[str, Any]:
+def _slice_row(result: StudyResult, s: SliceResult, source: Elastogram | None, number: int) -> dict[str, Any]:
     st = s.stats
     return {
         "patient_id": result.patient_id,
         "study_uid": result.study_uid,
         "series_uid": result.series_uid,
+        "slice_number": number,
         "sop_uid": s.sop_uid,
         "instance_number": s.instance_number,
         "position_mm": round(s.position_mm, 2),
@@ -134,7 +156,8 @@ def slices_table(results: Sequence[StudyResult]) -> pd.DataFrame:
     rows = []
     for r in results:
         by_sop = elastograms_by_sop(r)
-        rows.extend(_slice_row(r, s, by_sop.get(s.sop_uid)) for s in r.slices)
+        numbers = slice_numbers(r.slices)
+        rows.extend(_slice_row(r, s, by_sop.get(s.sop_uid), numbers[s.sop_uid]) for s in superior_to_inferior(r.slices))
     return pd.DataFrame(rows, columns=list(SLICE_COLUMNS))
 
 

@@ -97,7 +97,10 @@ def test_cutoff_table_lists_every_stage_bound(result: StudyResult) -> None:
 
 def test_slice_table_has_one_row_per_slice(result: StudyResult) -> None:
     texts = [t.get_text() for t in _texts(report_figure(result))]
-    assert [t for t in texts if re.fullmatch(r"#\d+", t)] == ["#1", "#2", "#3", "#4"]
+    by_z = sorted(result.slices, key=lambda s: -s.position_mm)  # slice 1 = most superior (largest z)
+    expected = [f"{i} (#{s.instance_number})" for i, s in enumerate(by_z, start=1)]
+    assert [t for t in texts if re.fullmatch(r"\d+ \(#\d+\)", t)] == expected
+    assert by_z[0].position_mm > by_z[-1].position_mm
     assert texts.count("no") == 1 and texts.count("yes") >= 3  # slice 2: empty ROI, not used
 
 

@@ -79,14 +79,17 @@ def test_no_usable_slice_leaves_value_and_stage_cells_empty(result: StudyResult,
 def test_slices_csv_one_row_per_slice_kpa_rounded_empty_roi_blank(result: StudyResult, tmp_path: Path) -> None:
     slices = _read_csv(write_csvs([result], [], tmp_path)["slices"])
     assert tuple(slices.columns) == SLICE_COLUMNS and len(slices) == 4
-    assert list(slices.sop_uid) == [s.sop_uid for s in result.slices]
-    assert list(slices.mean_kpa) == ["2.9", "", "2.9", "3.2"]
-    assert list(slices.excluded) == ["False", "True", "False", "False"]
-    assert slices.qc_flags[1] == "empty_roi" and slices.n_pixels[1] == "0"
-    assert slices.source[0] == "dicom/PAT001/elasto/IM0001"
+    # one numbering everywhere: slice 1 is the most superior (largest z), instance number beside it
+    by_z = sorted(result.slices, key=lambda s: -s.position_mm)
+    assert list(slices.sop_uid) == [s.sop_uid for s in by_z] and list(slices.slice_number) == ["1", "2", "3", "4"]
+    assert [float(z) for z in slices.position_mm] == sorted((float(z) for z in slices.position_mm), reverse=True)
+    assert list(slices.mean_kpa) == ["2.9", "", "2.9", "3.2"][::-1]
+    assert list(slices.excluded) == ["False", "True", "False", "False"][::-1]
+    assert slices.qc_flags[2] == "empty_roi" and slices.n_pixels[2] == "0"
+    assert slices.source[3] == "dicom/PAT001/elasto/IM0001"
     n_pixels = int(result.slices[0].roi.sum())
-    assert slices.n_pixels[0] == str(n_pixels)
-    assert float(slices.area_cm2[0]) == pytest.approx(n_pixels * 1.5625**2 / 100, abs=0.005)
+    assert slices.n_pixels[3] == str(n_pixels)
+    assert float(slices.area_cm2[3]) == pytest.approx(n_pixels * 1.5625**2 / 100, abs=0.005)
 
 
 def test_skipped_csv_has_header_even_when_empty(tmp_path: Path) -> None:

@@ -134,3 +134,38 @@ def test_referenced_segmentation_frames_carry_the_frame_number_only(study: str,
     shared = seg.SharedFunctionalGroupsSequence[0]  # every frame is segment 1, so the frame says which segment
     groups = [shared] if "SegmentIdentificationSequence" in shared else list(seg.PerFrameFunctionalGroupsSequence)
     assert {int(g.SegmentIdentificationSequence[0].ReferencedSegmentNumber) for g in groups} == {1}
+
+
+# ----------------------------------------------------------------------------- ROIs drawn by a reader
+def _drawn(kind: str) -> tuple[StudyResult, dict[str, str]]:
+    result = STUDIES["normal"]()
+    if kind == "MANUAL":  # the reader's outline replaced the ROI on every slice
+        return result, {s.sop_uid: "replaced" for s in result.slices}
+    return result, {result.slices[1].sop_uid: "edited", result.slices[2].sop_uid: "replaced"}
+
+
+@pytest.mark.parametrize("kind", ["MANUAL", "SEMIAUTOMATIC"])
+def test_a_seg_of_rois_drawn_by_hand_says_so_and_names_the_reader(kind: str) -> None:
+    from mre_core.outputs.seg import build_seg
+
+    result, manual = _drawn(kind)
+    seg = build_seg(result, manual_rois=manual, reader="Dr Zoë Draw")
+    segment = seg.SegmentSequence[0]
+    assert segment.SegmentAlgorithmType == kind
+    assert str(seg.ContentCreatorName) == "Dr Zoë Draw^" and "Dr Zoë Draw" in segment.SegmentDescription
+    assert seg.SeriesDescription == ("Liver ROI (manual)" if kind == "MANUAL" else "Liver ROI (edited)")
+    if kind == "MANUAL":  # the model made none of it
+        assert "SegmentationAlgorithmIdentificationSequence" not in segment and "SegmentAlgorithmName" not in segment
+    else:
+        assert segment.SegmentAlgorithmName == result.model_name and "slice(s) 2, 3" in segment.SegmentDescription
+    auto = build_seg(result)
+    assert auto.SegmentSequence[0].SegmentAlgorithmType == "AUTOMATIC" and not auto.get("ContentCreatorName")
+
+
+@needs_dciodvfy
+@pytest.mark.parametrize("kind", ["MANUAL", "SEMIAUTOMATIC"])
+def test_dciodvfy_accepts_the_seg_of_rois_drawn_by_hand(kind: str, tmp_path: Path) -> None:
+    result, manual = _drawn(kind)
+    errors, warnings = dciodvfy(write_seg(result, tmp_path / "seg.dcm", manual_rois=manual, reader="Dr Zoë Draw"))
+    assert errors == [], "\n".join(errors)
+    assert warnings == [], "\n".join(warnings)
