@@ -77,11 +77,13 @@ class Listener:
         self.ae.require_calling_aet = list(net.allow)
         self.ae.require_called_aet = True  # a sender that addresses another AE title is refused
         self.server: Any = None
+        self._counts: dict[int, list[int]] = {}  #: per association: [new, duplicate] instances
+        self._counts_lock = threading.Lock()
 
     def start(self) -> None:
         recovered = self.inbox.recover()
         handlers = [(evt.EVT_C_STORE, self._on_store), (evt.EVT_REJECTED, self._on_rejected),
-                    (evt.EVT_C_ECHO, lambda event: STATUS_SUCCESS)]
+                    (evt.EVT_C_ECHO, lambda event: STATUS_SUCCESS), (evt.EVT_CONN_CLOSE, self._on_close)]
         self.server = self.ae.start_server((self.net.host, self.net.port), block=False, evt_handlers=handlers)
         self.worker.start()
         if self.forwarder:
@@ -111,8 +113,19 @@ class Listener:
             log.exception("C-STORE of %s from %s could not be filed", keys.sop_uid, origin)
             return STATUS_OUT_OF_RESOURCES
         if not new:
-            log.info("duplicate instance %s from %s: already in the inbox", keys.sop_uid, origin)
+            log.debug("duplicate instance %s from %s: already in the inbox", keys.sop_uid, origin)
+        with self._counts_lock:
+            self._counts.setdefault(id(event.assoc), [0, 0])[0 if new else 1] += 1
         return STATUS_SUCCESS
+
+    def _on_close(self, event: Any) -> None:
+        """One line per association that stored anything (a re-sent study does not flood the log)."""
+        with self._counts_lock:
+            counts = self._counts.pop(id(event.assoc), None)
+        if counts:
+            requestor = event.assoc.requestor
+            log.info("association from %s@%s: %d new instance(s) filed, %d already in the inbox (acknowledged, "
+                     "not filed again)", requestor.ae_title, requestor.address, counts[0], counts[1])
 
     def _on_rejected(self, event: Any) -> None:
         requestor = event.assoc.requestor

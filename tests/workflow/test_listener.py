@@ -374,7 +374,7 @@ def test_an_instance_without_series_uid_is_refused_with_a_status_and_nothing_is_
         listener.stop()
 
 
-def test_a_whole_study_resent_with_our_seg_and_sr_is_accepted_and_filed(tmp_path: Path) -> None:
+def test_a_whole_study_resent_with_our_seg_and_sr_is_accepted_and_filed(tmp_path: Path, caplog) -> None:
     """A PACS re-sends the whole study, which by then holds our SEG and SR (and maybe a CT scout): all accepted."""
     from mre_core.outputs.seg import build_seg
     from mre_core.outputs.sr import build_sr
@@ -401,5 +401,13 @@ def test_a_whole_study_resent_with_our_seg_and_sr_is_accepted_and_filed(tmp_path
         filed = list(inbox.root.rglob("*.dcm"))
         assert {str(pydicom.dcmread(f, stop_before_pixels=True).SOPClassUID) for f in filed} == \
             {str(ds.SOPClassUID) for ds in objects}
+        # the same study again: acknowledged, nothing filed twice, one log line for the association
+        caplog.set_level("INFO", logger="mre_core.workflow.listener")
+        assoc = ae.associate("127.0.0.1", port, ae_title="MRE_REVIEW")
+        assert [int(assoc.send_c_store(ds).Status) for ds in objects] == [0, 0, 0]
+        assoc.release()
+        assert len(list(inbox.root.rglob("*.dcm"))) == len(filed)
+        wait_for(lambda: any("0 new instance(s) filed, 3 already in the inbox" in r.message for r in caplog.records), 10)
+        assert not any("duplicate instance" in r.message for r in caplog.records if r.levelname == "INFO")
     finally:
         listener.stop()
