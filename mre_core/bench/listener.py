@@ -73,7 +73,7 @@ def run(n_studies: int, quiet_s: float, settings: Settings, timeout_s: float = 3
         root = Path(tmp)
         inbox = Inbox(Store(f"sqlite:///{root / 'store.sqlite'}"), root / "inbox")
         port = _free_port()
-        net = ListenerConfig(port=port, host="127.0.0.1")
+        net = ListenerConfig(port=port, host="127.0.0.1", allow_any=True)
         listener = Listener(inbox, settings, net, IntakeConfig(quiet_s=quiet_s, write_pdf=True), model)
         listener.start()
         try:

@@ -1,13 +1,16 @@
 """Studies arrive by themselves: a DICOM Storage SCP (``listen``) and a watch folder (``watch``).
 
-``python -m mre_core listen --port 11112 --ae-title MRE_REVIEW [--allow SCANNER,PACS] [--forward-to H:P:AET]``
+``python -m mre_core listen --port 11112 --ae-title MRE_REVIEW --allow SCANNER,PACS [--host 0.0.0.0] [--forward-to H:P:AET]``
     A pynetdicom SCP for every Storage SOP class (so a PACS can re-send a whole study, our own SEG and SR
     included) in any transfer syntax, and Verification (C-ECHO). Only MR elastograms are analysed; the
     other objects are filed with the study and reported by the reader with their reason.
     Every instance is written to the inbox on disk and registered **before** the C-STORE
     response (so an acknowledged instance is never lost), in the network thread; analysis runs in
     :class:`mre_core.workflow.worker.Worker` once the study has been quiet for ``--quiet-s`` seconds.
-    With ``--allow``, associations from any other calling AE title are rejected.
+    Bound to 127.0.0.1 unless ``--host`` says otherwise. Associations from calling AE titles not in
+    ``--allow`` (required unless ``--allow-any`` is given), from addresses outside ``--allow-network``,
+    or addressed to another called AE title are rejected and written to the audit log. DICOM TLS with
+    ``--tls-cert/--tls-key`` (``--tls-ca``: senders must present a certificate signed by that CA).
 ``python -m mre_core watch DIR``
     For sites that export files: every file that appears under ``DIR`` (recursively) and has not
     changed for ``--settle-s`` seconds is copied into the inbox the same way; files that are not
@@ -27,7 +30,9 @@ from __future__ import annotations
 
 import argparse
 import logging
+import ipaddress
 import signal
+import ssl
 import sys
 import threading
 from dataclasses import dataclass
@@ -52,14 +57,64 @@ ACCEPTED_STORAGE = tuple(str(c.abstract_syntax) for c in AllStoragePresentationC
 STATUS_SUCCESS, STATUS_CANNOT_UNDERSTAND, STATUS_OUT_OF_RESOURCES = 0x0000, 0xC210, 0xA700
 
 
+#: A-ASSOCIATE-RJ for a sender not on the lists: rejected-permanent, by the service user, calling AE title not
+#: recognised (PS3.8 Table 9-21; also what an archive answers to an unknown host, e.g. dcm4chee's host check)
+REJECT_PERMANENT, REJECT_BY_USER, REJECT_CALLING_AE = 0x01, 0x01, 0x03
+
+
+@dataclass(frozen=True)
+class TlsConfig:
+    """DICOM TLS (PS3.15 Annex B): our certificate and key; with ``ca``, senders must present a certificate
+    signed by it (mutual TLS)."""
+
+    cert: Path
+    key: Path
+    ca: Path | None = None
+
+    def server_context(self) -> ssl.SSLContext:
+        """The listener's TLS context (TLS 1.2 or newer); a missing or unreadable file is a ``ValueError``."""
+        for path in (self.cert, self.key, *([self.ca] if self.ca else [])):
+            if not Path(path).is_file():
+                raise ValueError(f"TLS file {path} not found")
+        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+        ctx.load_cert_chain(str(self.cert), str(self.key))
+        if self.ca:
+            ctx.load_verify_locations(str(self.ca))
+            ctx.verify_mode = ssl.CERT_REQUIRED
+        return ctx
+
+
 @dataclass(frozen=True)
 class ListenerConfig:
-    """Network side of the listener."""
+    """Network side of the listener.
+
+    Safe by default: bound to loopback; a listener reachable from elsewhere must name who may send
+    (``allow`` calling AE titles, optionally ``networks`` of source addresses) or be started with an
+    explicit ``allow_any``.
+    """
 
     port: int = 11112
     ae_title: str = "MRE_REVIEW"
-    host: str = "0.0.0.0"
-    allow: tuple[str, ...] = ()  #: calling AE titles allowed; empty = anyone
+    host: str = "127.0.0.1"
+    allow: tuple[str, ...] = ()  #: calling AE titles allowed
+    allow_any: bool = False  #: accept any calling AE title (must be asked for)
+    networks: tuple[str, ...] = ()  #: source networks allowed (CIDR, e.g. 10.1.0.0/16); empty = any address
+    tls: TlsConfig | None = None
+
+    def check(self) -> None:
+        """``ValueError`` saying what to add when the configuration would accept anyone without being asked to."""
+        if not self.allow and not self.allow_any:
+            raise ValueError("no calling AE titles allowed: give --allow AET,... (the scanners and PACS that send "
+                             "to us) or --allow-any to accept any sender")
+        for net in self.networks:
+            ipaddress.ip_network(net, strict=False)  # ValueError names the bad network
+
+    def address_allowed(self, address: str) -> bool:
+        if not self.networks:
+            return True
+        ip = ipaddress.ip_address(address)
+        return any(ip in ipaddress.ip_network(n, strict=False) for n in self.networks)
 
 
 class Listener:
@@ -67,6 +122,7 @@ class Listener:
 
     def __init__(self, inbox: Inbox, settings: Settings, net: ListenerConfig, intake: IntakeConfig,
                  model: Any = None) -> None:
+        net.check()
         self.inbox, self.net, self.intake = inbox, net, intake
         self.worker = Worker(inbox, settings, intake, model)
         self.forwarder = Forwarder(inbox, intake) if intake.forward_to else None
@@ -74,7 +130,7 @@ class Listener:
         for sop_class in ACCEPTED_STORAGE:
             self.ae.add_supported_context(sop_class, AllTransferSyntaxes)
         self.ae.add_supported_context(Verification)
-        self.ae.require_calling_aet = list(net.allow)
+        self.ae.require_calling_aet = [] if net.allow_any else list(net.allow)
         self.ae.require_called_aet = True  # a sender that addresses another AE title is refused
         self.server: Any = None
         self._counts: dict[int, list[int]] = {}  #: per association: [new, duplicate] instances
@@ -83,13 +139,18 @@ class Listener:
     def start(self) -> None:
         recovered = self.inbox.recover()
         handlers = [(evt.EVT_C_STORE, self._on_store), (evt.EVT_REJECTED, self._on_rejected),
-                    (evt.EVT_C_ECHO, lambda event: STATUS_SUCCESS), (evt.EVT_CONN_CLOSE, self._on_close)]
-        self.server = self.ae.start_server((self.net.host, self.net.port), block=False, evt_handlers=handlers)
+                    (evt.EVT_C_ECHO, lambda event: STATUS_SUCCESS), (evt.EVT_CONN_CLOSE, self._on_close),
+                    (evt.EVT_REQUESTED, self._on_requested)]
+        ssl_context = self.net.tls.server_context() if self.net.tls else None
+        self.server = self.ae.start_server((self.net.host, self.net.port), block=False, evt_handlers=handlers,
+                                           ssl_context=ssl_context)
         self.worker.start()
         if self.forwarder:
             self.forwarder.start()
-        log.info("listening on %s:%d as %s (allow: %s); inbox %s; recovered %s", self.net.host, self.net.port,
-                 self.net.ae_title, ",".join(self.net.allow) or "any calling AE", self.inbox.root, recovered)
+        log.info("listening on %s:%d%s as %s (allow: %s; networks: %s); inbox %s; recovered %s", self.net.host,
+                 self.net.port, " with TLS" if self.net.tls else "", self.net.ae_title,
+                 "any calling AE" if self.net.allow_any else ",".join(self.net.allow),
+                 ",".join(self.net.networks) or "any", self.inbox.root, recovered)
 
     def stop(self) -> None:
         if self.server is not None:
@@ -127,10 +188,26 @@ class Listener:
             log.info("association from %s@%s: %d new instance(s) filed, %d already in the inbox (acknowledged, "
                      "not filed again)", requestor.ae_title, requestor.address, counts[0], counts[1])
 
+    def _on_requested(self, event: Any) -> None:
+        """Refuse an association from a source address outside ``networks`` (before any data is accepted)."""
+        requestor = event.assoc.requestor
+        if not self.net.address_allowed(requestor.address):
+            event.assoc.acse.send_reject(REJECT_PERMANENT, REJECT_BY_USER, REJECT_CALLING_AE)
+            calling = str(getattr(requestor.primitive, "calling_ae_title", "") or requestor.ae_title).strip()
+            self._audit_refusal(calling, requestor.address, "source address not in the allowed networks")
+
     def _on_rejected(self, event: Any) -> None:
         requestor = event.assoc.requestor
-        log.warning("association from %s (%s) rejected: calling AE title not allowed, or wrong called AE title",
-                    requestor.ae_title, requestor.address)
+        if self.net.address_allowed(requestor.address):  # (the address check audits its own refusals)
+            self._audit_refusal(requestor.ae_title, requestor.address,
+                                "calling AE title not allowed, or wrong called AE title")
+
+    def _audit_refusal(self, ae_title: str, address: str, reason: str) -> None:
+        log.warning("association from %s (%s) rejected: %s", ae_title, address, reason)
+        try:
+            self.inbox.store.log_event("dicom:association_rejected", f"{ae_title}@{address}: {reason}")
+        except Exception:  # noqa: BLE001 - the refusal stands even if the audit database is unavailable
+            log.exception("could not write the refused association to the audit log")
 
 
 # ------------------------------------------------------------------------------------------- CLI
@@ -148,9 +225,29 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 def configure_listen_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--port", type=int, default=ListenerConfig.port, help="TCP port (default %(default)s)")
-    p.add_argument("--host", default=ListenerConfig.host, help="address to bind (default %(default)s)")
-    p.add_argument("--allow", default="", metavar="AET,...", help="calling AE titles allowed (default: any)")
+    p.add_argument("--host", default=ListenerConfig.host,
+                   help="address to bind (default %(default)s: this machine only; e.g. 0.0.0.0 for every interface)")
+    p.add_argument("--allow", default="", metavar="AET,...",
+                   help="calling AE titles allowed to send (required unless --allow-any)")
+    p.add_argument("--allow-any", action="store_true", help="accept any calling AE title (explicitly open)")
+    p.add_argument("--allow-network", default="", metavar="CIDR,...",
+                   help="source networks allowed, e.g. 10.20.0.0/16,192.168.5.7/32 (default: any address)")
+    p.add_argument("--tls-cert", type=Path, help="DICOM TLS: our certificate (PEM)")
+    p.add_argument("--tls-key", type=Path, help="DICOM TLS: our private key (PEM)")
+    p.add_argument("--tls-ca", type=Path, help="DICOM TLS: require sender certificates signed by this CA (PEM)")
     _common(p)
+
+
+def listener_config(args: argparse.Namespace) -> ListenerConfig:
+    """The CLI's :class:`ListenerConfig`; ``ValueError`` for a half-given TLS setup or a bad network."""
+    if bool(args.tls_cert) != bool(args.tls_key) or (args.tls_ca and not args.tls_cert):
+        raise ValueError("DICOM TLS needs --tls-cert and --tls-key (and optionally --tls-ca)")
+    tls = TlsConfig(args.tls_cert, args.tls_key, args.tls_ca) if args.tls_cert else None
+    split = lambda text: tuple(a.strip() for a in text.split(",") if a.strip())  # noqa: E731
+    net = ListenerConfig(port=args.port, ae_title=args.ae_title, host=args.host, allow=split(args.allow),
+                         allow_any=args.allow_any, networks=split(args.allow_network), tls=tls)
+    net.check()
+    return net
 
 
 def configure_watch_parser(p: argparse.ArgumentParser) -> None:
@@ -195,15 +292,15 @@ def _logging() -> None:
 def run_listen(args: argparse.Namespace) -> int:
     _logging()
     try:
+        net = listener_config(args)  # before loading anything: a refused configuration fails at once
         settings, inbox, config, model = _setup(args)
-        net = ListenerConfig(port=args.port, ae_title=args.ae_title, host=args.host,
-                             allow=tuple(a.strip() for a in args.allow.split(",") if a.strip()))
         listener = Listener(inbox, settings, net, config, model)
         listener.start()
     except Exception as exc:  # noqa: BLE001 - port in use, weights missing, store unavailable: say which
         print(f"error: the listener could not start: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
-    print(f"MRE listener ready: {net.ae_title} on {net.host}:{net.port}; inbox {inbox.root}; "
+    print(f"MRE listener ready: {net.ae_title} on {net.host}:{net.port}{' (TLS)' if net.tls else ''}; "
+          f"inbox {inbox.root}; "
           f"store {inbox.store.display_url}", flush=True)
     _wait_for_signal()
     listener.stop()
@@ -257,5 +354,5 @@ def run_work(args: argparse.Namespace) -> int:
     return 0
 
 
-__all__ = ["ACCEPTED_STORAGE", "Listener", "ListenerConfig", "configure_listen_parser",
+__all__ = ["ACCEPTED_STORAGE", "Listener", "ListenerConfig", "TlsConfig", "listener_config", "configure_listen_parser",
            "configure_watch_parser", "configure_work_parser", "run_listen", "run_watch", "run_work"]

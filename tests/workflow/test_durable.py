@@ -21,6 +21,7 @@ import pytest
 
 from mre_core.store.inbox import DONE, PENDING, PROCESSING, RECEIVING, SENDING, SENT, Inbox, InstanceKeys, claim_is_dead
 from mre_core.store.results import Store
+from mre_core.store.schema import SCHEMA_VERSION
 from mre_core.workflow.steps import BOUNDARIES, sha256_of
 from tests.workflow.test_listener import REPO, Sink, free_port, mr_files, send_pynetdicom, wait_for
 
@@ -135,13 +136,13 @@ def test_an_instance_racing_an_uncommitted_first_instance_of_its_study_is_regist
     assert outcome == [True] and inbox.has("8.8.1.2") and inbox.status("8.8")["n_instances"] == 2
 
 
-def test_an_old_store_is_upgraded_to_version_4_without_losing_the_inbox(store_url: str, tmp_path: Path) -> None:
+def test_an_old_store_is_upgraded_to_the_current_schema_without_losing_the_inbox(store_url: str, tmp_path: Path) -> None:
     url = store_url
     old = Inbox(Store(url, schema=3), tmp_path / "inbox")
     old.add(InstanceKeys("1.1", "1", "1.0"), b"x", "X", now=100.0)
     old.store.dispose()
     new = Inbox(Store(url), tmp_path / "inbox")
-    assert new.store.version() == 4
+    assert new.store.version() == SCHEMA_VERSION
     assert new.status("1")["status"] == RECEIVING and new.ready(10, now=200.0) == ["1"]
     assert new.claim("1", 10, now=200.0, worker="w:1")
 
@@ -210,7 +211,7 @@ def test_a_listener_killed_at_each_step_boundary_finishes_the_study_once(boundar
     uid, env = study_uid(folder), env_for(tmp_path)
     inbox = Inbox(Store(env["MRE_DB_URL"]), Path(env["MRE_INBOX_DIR"]))
     sink_port, port = free_port(), free_port()
-    args = ["listen", "--host", "127.0.0.1", "--port", str(port), "--quiet-s", "1",
+    args = ["listen", "--host", "127.0.0.1", "--port", str(port), "--quiet-s", "1", "--allow-any",
             "--forward-to", f"127.0.0.1:{sink_port}:PACS"]
     with Sink(sink_port) as sink:
         first = start(args, dict(env, MRE_FAULT_KILL_AT=boundary), tmp_path / "first.log")
@@ -246,7 +247,8 @@ def test_a_listener_and_a_second_worker_on_one_store_send_every_object_once(stor
     sink_port, port = free_port(), free_port()
     forward = ["--forward-to", f"127.0.0.1:{sink_port}:PACS", "--quiet-s", "1"]
     with Sink(sink_port) as sink:
-        procs = [start(["listen", "--host", "127.0.0.1", "--port", str(port), *forward], env, tmp_path / "l.log"),
+        procs = [start(["listen", "--host", "127.0.0.1", "--port", str(port), "--allow", "SCANNER", *forward], env,
+                       tmp_path / "l.log"),
                  start(["work", *forward], env, tmp_path / "w.log")]
         try:
             wait_for(lambda: ready_line(tmp_path / "l.log", "listener ready")

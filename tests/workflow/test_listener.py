@@ -316,7 +316,8 @@ def test_storescu_study_is_analysed_and_a_killed_listener_finishes_it_after_rest
     assert inbox.status(uid)["status"] == RECEIVING and store.history(uid).empty
     assert inbox.status(uid)["n_instances"] == len(dicom_files(study))  # magnitude + wave series too
     # 2. restart with a short quiet period: the received study is analysed without being sent again
-    proc = start_cli(["listen", "--port", str(port), "--quiet-s", "1"], cli_env, tmp_path / "listen2.log")
+    proc = start_cli(["listen", "--port", str(port), "--quiet-s", "1", "--allow-any"], cli_env,
+                     tmp_path / "listen2.log")
     try:
         wait_for(lambda: inbox.status(uid)["status"] in (DONE, FAILED, NOT_ANALYSED), 120, 0.5)
     finally:
@@ -356,7 +357,7 @@ def test_an_instance_without_series_uid_is_refused_with_a_status_and_nothing_is_
                                                                                      study: Path) -> None:
     inbox = Inbox(Store(f"sqlite:///{tmp_path / 's.sqlite'}"), tmp_path / "inbox")
     port = free_port()
-    listener = Listener(inbox, Settings(device="cpu"), ListenerConfig(port=port, host="127.0.0.1"),
+    listener = Listener(inbox, Settings(device="cpu"), ListenerConfig(port=port, host="127.0.0.1", allow_any=True),
                         IntakeConfig(quiet_s=600))
     listener.start()
     try:
@@ -386,7 +387,7 @@ def test_a_whole_study_resent_with_our_seg_and_sr_is_accepted_and_filed(tmp_path
     objects = [seg, build_sr(result, seg), fx.ct_dataset()]
     inbox = Inbox(Store(f"sqlite:///{tmp_path / 's.sqlite'}"), tmp_path / "inbox")
     port = free_port()
-    listener = Listener(inbox, Settings(device="cpu"), ListenerConfig(port=port, host="127.0.0.1"),
+    listener = Listener(inbox, Settings(device="cpu"), ListenerConfig(port=port, host="127.0.0.1", allow_any=True),
                         IntakeConfig(quiet_s=600))
     listener.start()
     try:
