@@ -2,7 +2,7 @@
 
 Thin: the panels are components of :mod:`mre_core.app` — :mod:`~mre_core.app.worklist_panel` (which
 study), :mod:`~mre_core.app.slice_viewer` (the slices), :mod:`~mre_core.app.review_panel` (edits,
-summary, save / sign off, revisions) and :mod:`~mre_core.app.downloads`; the one computation is
+summary, save / sign off, revisions), :mod:`~mre_core.app.roi_drawing` (the reader draws the ROI) and :mod:`~mre_core.app.downloads`; the one computation is
 :func:`~mre_core.app.review_state.apply_edits`.
 """
 
@@ -64,7 +64,8 @@ store = review_panel.saved_revisions(saved_box, settings, auto, skey)
 # ----------------------------------------------------------------------------- widgets → the edits
 view = slice_viewer.view_options(auto, skey)
 fig_boxes, ctl_boxes = slice_viewer.slice_boxes(view, len(auto.slices))
-edits = review_panel.slice_edits(rs, view.shown, ctl_boxes, edits, skey)  # before the figures: they show this run
+edits = review_panel.slice_edits(rs, view.shown, ctl_boxes, edits, skey,  # before the figures: they show this run
+                                 drawing=not view.side_by_side)
 table_box = st.container()  # filled below, once this run's edits are applied
 edits = review_panel.review_fields(edits, skey)
 state["rv_edits"][skey] = edits
@@ -78,6 +79,6 @@ with summary_box:
 
 save_col, dl_col = st.columns([1, 2])
 with save_col:
-    status = review_panel.save_buttons(store, reviewed, edits, skey)
+    status = review_panel.save_buttons(store, reviewed, edits, skey, auto_kpa=auto.stiffness_kpa)
 with dl_col:
     downloads.download_buttons(reviewed, edits, status)

@@ -121,6 +121,22 @@ def _shot(page, name: str, height: int = 2200) -> None:
     page.set_viewport_size({"width": 1500, "height": 1000})
 
 
+def _shot_drawing(page, canvas) -> None:
+    """Screenshot of the drawing UI: from the *Slices* heading down past the canvas and its controls."""
+    page.set_viewport_size({"width": 1500, "height": 2700})  # Streamlit scrolls inside its own container
+    page.evaluate("() => document.querySelectorAll('*').forEach(el => { if (el.scrollTop) el.scrollTop = 0; })")
+    page.wait_for_timeout(1500)
+    heading = page.get_by_role("heading", name="Slices").first.bounding_box()
+    box = canvas.bounding_box()
+    assert heading is not None and box is not None
+    top = heading["y"] - 12
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS / "roi_drawing.png"),
+                    clip={"x": box["x"] - 24, "y": top, "width": 1500 - box["x"], "height": box["y"] + box["height"]
+                          - top + 330})
+    page.set_viewport_size({"width": 1500, "height": 1100})
+
+
 def _expected(study_dir: Path, env: dict[str, str]):
     """The pipeline run directly on the same files with the same model: the page must agree."""
     from mre_core.workflow.batch import analyze_sources
@@ -243,3 +259,75 @@ def test_study_sent_by_the_scanner_appears_in_the_worklist_and_is_signed_off(ser
     page.get_by_text("Signed off by Dr Browser").first.wait_for(timeout=30_000)
     page.close()
     assert list(Store(env["MRE_DB_URL"]).history(expected.study_uid)["kind"]) == ["auto", "signed_off"]
+
+
+def test_reader_draws_a_polygon_roi_that_is_measured_saved_and_exported(server: str, browser,
+                                                                        env: dict[str, str]) -> None:
+    """Demo study → slice 3 → *Draw the ROI*, *Replace the automatic ROI* → a polygon drawn with the mouse →
+    the page's mean and area are those of the pure rasterisation on the same native pixels → save → SEG."""
+    import numpy as np
+    import pydicom
+
+    from mre_core.analysis.stiffness import roi_stats
+    from mre_core.app.demo import demo_study
+    from mre_core.app.review_status import fmt
+    from mre_core.app.roi_drawing import DrawMode, Shape, canvas_scale, drawn_roi
+    from mre_core.app.slice_viewer import slice_labels
+    from mre_core.store.results import Store
+
+    expected = _expected(demo_study(Path(env["_TMP"]) / "demo", seed=0), env)  # what "Load demo study" opens
+    i = 2
+    e = expected.study.series.slices[i]
+    scale = canvas_scale(e.shape)
+    assert scale != 1
+
+    page = browser.new_page(viewport={"width": 1500, "height": 1100}, accept_downloads=True)
+    page.goto(server)
+    page.get_by_role("button", name="Load demo study").click(timeout=60_000)
+    page.get_by_text("Slices used").first.wait_for(timeout=180_000)
+    page.get_by_text(slice_labels(expected)[i], exact=True).click()
+    page.get_by_text("Draw the ROI").first.click()
+    page.get_by_text("Replace the automatic ROI", exact=True).first.click(timeout=30_000)
+    page.get_by_text("Drawing: Replace the automatic ROI").first.wait_for(timeout=30_000)
+    canvas = page.locator("canvas.dc-canvas.upper-canvas").first
+    canvas.scroll_into_view_if_needed()
+    page.wait_for_timeout(1500)  # background image and the tool settle
+    box = canvas.bounding_box()
+    assert box is not None and round(box["width"]) == e.shape[1] * scale
+
+    # the polygon, in whole page pixels (the browser reports whole-pixel mouse positions)
+    corners = [(190, 120), (350, 140), (330, 290), (200, 270)]
+    clicks = [(round(box["x"] + x), round(box["y"] + y)) for x, y in corners]
+    for x, y in clicks:
+        page.mouse.click(x, y)
+        page.wait_for_timeout(250)
+    page.mouse.click(*clicks[0])  # click the first corner again: the polygon closes and is sent
+
+    # expected, from the same native pixels: canvas point = page point - canvas origin; native = canvas / scale
+    outline = np.array([(x - box["x"], y - box["y"]) for x, y in clicks]) / scale
+    roi = drawn_roi(np.zeros(e.shape, bool), [Shape(DrawMode.REPLACE, outline)], e.confidence, e.kpa)
+    stats = roi_stats(e.kpa, roi, e.pixel_spacing_mm)
+    assert stats.n_pixels > 100
+    page.get_by_text(f"Mean {fmt(stats.mean_kpa, 'kPa')}").first.wait_for(timeout=60_000)
+    page.get_by_text(f"ROI {fmt(stats.area_cm2, 'cm²', 1)}").first.wait_for(timeout=10_000)
+
+    page.get_by_label("Reviewer").fill("Dr Draw")
+    page.get_by_label("Reviewer").press("Tab")
+    page.get_by_text("recorded as drawn by").first.wait_for(timeout=30_000)
+    page.get_by_role("button", name="Save to results store").first.click()
+    page.get_by_text("Saved as revision").first.wait_for(timeout=30_000)
+    _shot_drawing(page, canvas)
+
+    saved = Store(env["MRE_DB_URL"]).load_revision(expected.study_uid, expected.series_uid)
+    assert saved is not None and saved.kind == "review"
+    drawn = saved.edits["roi_drawn"][e.sop_uid]
+    assert drawn["kind"] == "replaced" and drawn["by"] == "Dr Draw" and len(drawn["shapes"]) == 1
+    np.testing.assert_allclose(drawn["shapes"][0]["points"], outline, atol=1e-3)
+    assert np.array_equal(saved.rois[e.sop_uid], roi)  # the reader's ROI, pixel for pixel
+
+    with page.expect_download(timeout=30_000) as dl:
+        page.get_by_role("button", name="DICOM SEG").first.click()
+    seg = pydicom.dcmread(dl.value.path())
+    assert seg.SegmentSequence[0].SegmentAlgorithmType == "SEMIAUTOMATIC"  # one slice of five drawn by hand
+    assert str(seg.ContentCreatorName) == "Dr Draw^" and "Dr Draw" in seg.SegmentSequence[0].SegmentDescription
+    page.close()

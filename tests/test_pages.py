@@ -109,6 +109,10 @@ def test_upload_phantom_shows_stage_and_kpa_then_saves_revisions(env: str, phant
     assert list(history["kind"]) == ["auto", "review"]
     assert history["manual_kpa"].iloc[1] == pytest.approx(3.1)
     assert history["stiffness_kpa"].iloc[0] == pytest.approx(expected.stiffness_kpa, abs=1e-4)
+    # the cohort keeps the model's unedited value beside the reviewed one
+    latest = store.latest_table().set_index("study_uid").loc[expected.study_uid]
+    assert latest["auto_kpa"] == pytest.approx(expected.stiffness_kpa, abs=1e-4)
+    assert latest["stiffness_kpa"] != pytest.approx(latest["auto_kpa"], abs=1e-6)  # slice 1 left out
 
     # re-opening the study shows what was saved
     again = _upload(_app(), study_files(phantom))
@@ -313,3 +317,18 @@ def test_model_page_says_the_shipped_cards_limitations_in_words_and_metrics_as_a
     tables = [df.value for df in at.dataframe if "metric" in df.value.columns]
     assert tables and "Dice (slice mean)" in set(tables[0]["metric"])
     assert all(len(str(v).split(".")[-1]) <= 3 for v in tables[0]["value"].dropna())  # rounded, not 0.8923196…
+
+
+def test_draw_the_roi_opens_the_drawing_canvas_with_the_confidence_rule_said(env: str, phantom: Path,
+                                                                             weights_dir: Path) -> None:
+    expected = _expected(phantom, weights_dir)
+    at = _upload(_app(), study_files(phantom))
+    skey, sop = f"{expected.study_uid}|{expected.series_uid}", expected.slices[0].sop_uid
+    at.toggle(key=f"drawon|{skey}|{sop}").set_value(True)
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert any("kept inside the 95 % confidence region" in c.value for c in at.caption)
+    assert any("Drawing: Add to ROI" in m.value for m in at.markdown)
+    assert [b.label for b in at.button if b.label in ("Undo last shape", "Clear drawing")] == \
+        ["Undo last shape", "Clear drawing"]
+    assert _metric(at, "Liver stiffness") == f"{expected.stiffness_kpa:.2f} kPa"  # nothing drawn yet: unchanged

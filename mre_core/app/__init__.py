@@ -3,7 +3,8 @@
 Owns :mod:`.context` (settings from env/secrets/sidebar, the cached model and store, the banner —
 the only Streamlit-importing modules are here), :mod:`.review_state` (edits, re-analysis for review),
 :mod:`.review_status` (is a study auto / reviewed / signed off, and by whom), the Review page's
-components (:mod:`.worklist_panel`, :mod:`.slice_viewer`, :mod:`.review_panel`, :mod:`.downloads`),
+components (:mod:`.worklist_panel`, :mod:`.slice_viewer`, :mod:`.review_panel`, :mod:`.roi_drawing`,
+:mod:`.downloads`),
 :mod:`.cohort_data`, :mod:`.figures`, :mod:`.exports` and :mod:`.demo`.
 
 May import: everything below it. Pages import only this package and :mod:`mre_core.config`;

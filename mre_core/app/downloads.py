@@ -38,7 +38,7 @@ def download_buttons(reviewed: StudyResult, edits: ReviewEdits, status: ReviewSt
                          help=pdf_help(status))
     d = st.columns(3)
     try:
-        seg, sr = exports.seg_and_sr_bytes(reviewed, verifying_observer=rst.verifying_observer(status))
+        seg, sr = exports.seg_and_sr_bytes(reviewed, verifying_observer=rst.verifying_observer(status), edits=edits)
         d[0].download_button("DICOM SEG", seg, f"{stem}_roi_seg.dcm", "application/dicom",
                              icon=ICON, key="dl_seg", on_click="ignore")
         d[1].download_button("DICOM SR", sr, f"{stem}_sr.dcm", "application/dicom", icon=ICON,

@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from pydicom.dataset import Dataset
 
@@ -46,9 +47,20 @@ def _dicom_bytes(ds: Dataset) -> bytes:
     return buf.getvalue()
 
 
-def seg_bytes(result: StudyResult) -> bytes:
-    """The DICOM SEG of the (reviewed) ROI; raises :class:`mre_core.outputs.seg.SegExportError`."""
-    return _dicom_bytes(build_seg(result))
+def seg_authorship(edits: ReviewEdits | None) -> dict[str, Any]:
+    """``build_seg`` keywords for the slices whose ROI the reader drew (``{}``: none): which slices,
+    edited or replaced, and the reader(s) who drew them."""
+    manual = edits.manual_rois() if edits is not None else {}
+    if not manual:
+        return {}
+    readers = list(dict.fromkeys(d["by"] for d in manual.values() if d["by"]))
+    return {"manual_rois": {sop: d["kind"] for sop, d in manual.items()}, "reader": ", ".join(readers)}
+
+
+def seg_bytes(result: StudyResult, edits: ReviewEdits | None = None) -> bytes:
+    """The DICOM SEG of the (reviewed) ROI, saying which slices the reader drew (``edits``) and who;
+    raises :class:`mre_core.outputs.seg.SegExportError`."""
+    return _dicom_bytes(build_seg(result, **seg_authorship(edits)))
 
 
 def sr_bytes(result: StudyResult, seg: Dataset | None = None, verifying_observer: str | None = None) -> bytes:
@@ -61,9 +73,11 @@ def sr_bytes(result: StudyResult, seg: Dataset | None = None, verifying_observer
     return _dicom_bytes(build_sr(result, seg, verifying_observer=verifying_observer))
 
 
-def seg_and_sr_bytes(result: StudyResult, verifying_observer: str | None = None) -> tuple[bytes, bytes]:
-    """A matching (SEG, SR) pair: the SR references exactly this SEG instance."""
-    seg = build_seg(result)
+def seg_and_sr_bytes(result: StudyResult, verifying_observer: str | None = None,
+                     edits: ReviewEdits | None = None) -> tuple[bytes, bytes]:
+    """A matching (SEG, SR) pair: the SR references exactly this SEG instance (the SEG says which ROIs
+    were drawn by hand and by whom, from ``edits``)."""
+    seg = build_seg(result, **seg_authorship(edits))
     return _dicom_bytes(seg), sr_bytes(result, seg, verifying_observer)
 
 
@@ -82,5 +96,5 @@ def overlay_png_bytes(result: StudyResult) -> bytes:
         return path.read_bytes()
 
 
-__all__ = ["file_stem", "overlay_png_bytes", "pdf_bytes", "seg_and_sr_bytes", "seg_bytes", "slices_csv", "sr_bytes",
-           "study_csv"]
+__all__ = ["file_stem", "overlay_png_bytes", "pdf_bytes", "seg_and_sr_bytes", "seg_authorship", "seg_bytes",
+           "slices_csv", "sr_bytes", "study_csv"]

@@ -5,7 +5,8 @@ Owns
 * the saved revisions of the study: the study opened from a cohort-page link
   (:func:`show_saved_study`), the *Saved before* banner with *Restore revision …*
   (:func:`saved_revisions`, :func:`restore`);
-* the edit controls: per slice exclude / erode-dilate / threshold (:func:`slice_edits`), and for the
+* the edit controls: per slice exclude / erode-dilate / threshold and *Draw the ROI* (the drawing
+  widgets are :func:`mre_core.app.roi_drawing.drawing_controls`; :func:`slice_edits`), and for the
   study the manual value, reviewer and comment (:func:`review_fields`), which build the
   :class:`~mre_core.app.review_state.ReviewEdits` kept in ``rv_edits``;
 * the study summary at the top of the page (:func:`study_summary`);
@@ -27,6 +28,7 @@ from streamlit.delta_generator import DeltaGenerator
 
 from mre_core.analysis.pipeline import StudyResult
 from mre_core.app import review_status as rst
+from mre_core.app import roi_drawing
 from mre_core.app.context import get_store
 from mre_core.app.review_state import MAX_GROW_PX, ReviewableStudy, ReviewEdits
 from mre_core.app.review_status import ReviewStatus, fmt
@@ -34,7 +36,7 @@ from mre_core.config import Settings
 from mre_core.store.results import StoreError
 
 #: Prefixes of the per-study edit widgets' keys (``<prefix><study>|…``), reset on a restore.
-EDIT_KEY_PREFIXES = ("ex|", "grow|", "thr|", "man|", "who|", "note|")
+EDIT_KEY_PREFIXES = ("ex|", "grow|", "thr|", "man|", "who|", "note|", "drawon|", "drawmode|", "drawtool|")
 
 
 # ----------------------------------------------------------------------------- saved revisions
@@ -79,6 +81,7 @@ def restore(store: Any, study_uid: str, series_uid: str, skey: str, revision: in
     state["rv_edits"][skey] = ReviewEdits.from_saved(saved.edits, saved.rois)
     for k in edit_widget_keys(list(state), skey):
         del state[k]
+    roi_drawing.reset_study(skey)  # the restored ROIs already hold what was drawn: the canvases start empty
 
 
 def saved_revisions(box: DeltaGenerator, settings: Settings, auto: StudyResult, skey: str) -> Any | None:
@@ -102,8 +105,10 @@ def saved_revisions(box: DeltaGenerator, settings: Settings, auto: StudyResult, 
 
 
 # ----------------------------------------------------------------------------- edit controls
-def _slice_controls(rs: ReviewableStudy, i: int, box: DeltaGenerator, edits: ReviewEdits, skey: str) -> ReviewEdits:
-    """Exclude / erode-dilate / threshold widgets for slice ``i``; returns the edits with their values."""
+def _slice_controls(rs: ReviewableStudy, i: int, box: DeltaGenerator, edits: ReviewEdits, skey: str,
+                    drawing: bool = True) -> ReviewEdits:
+    """Exclude / erode-dilate / threshold widgets for slice ``i`` and, with ``drawing``, the drawing
+    controls; returns the edits with their values."""
     sop = rs.result.slices[i].sop_uid
     e = edits.slice(sop)
     ex = box.checkbox("Exclude this slice", value=e.excluded, key=f"ex|{skey}|{sop}")
@@ -112,15 +117,25 @@ def _slice_controls(rs: ReviewableStudy, i: int, box: DeltaGenerator, edits: Rev
     thr = box.slider("Probability threshold", 0.05, 0.95, value=float(e.threshold or rs.threshold), step=0.05,
                      key=f"thr|{skey}|{sop}", help=f"Model default {rs.threshold:.2f}; re-thresholds the stored "
                                                    "probability map (no second model run)")
-    return (edits.with_excluded(sop, ex).with_grow(sop, int(grow))
-            .with_threshold(sop, None if abs(thr - rs.threshold) < 1e-9 else thr))
+    edits = (edits.with_excluded(sop, ex).with_grow(sop, int(grow))
+             .with_threshold(sop, None if abs(thr - rs.threshold) < 1e-9 else thr))
+    if drawing:
+        reader = str(st.session_state.get(f"who|{skey}", edits.reviewer) or "").strip()
+        edits = roi_drawing.drawing_controls(box, rs.result.study.series.slices[i].shape, sop, skey, edits, reader)
+    elif edits.drawing(sop):
+        box.caption(f"ROI drawn by hand ({len(edits.drawing(sop))} shape(s)); show one slice at a time to "
+                    "change the drawing.")
+    return edits
 
 
 def slice_edits(rs: ReviewableStudy, shown: list[int], ctl_boxes: Any, edits: ReviewEdits,
-                skey: str) -> ReviewEdits:
-    """The edit widgets of every shown slice, each in its box; returns the edits with their values."""
+                skey: str, drawing: bool = True) -> ReviewEdits:
+    """The edit widgets of every shown slice, each in its box; returns the edits with their values.
+
+    ``drawing``: offer *Draw the ROI* (one slice at a time; side by side the slices are too small to draw on).
+    """
     for i in shown:
-        edits = _slice_controls(rs, i, ctl_boxes[i], edits, skey)
+        edits = _slice_controls(rs, i, ctl_boxes[i], edits, skey, drawing)
     return edits
 
 
@@ -205,19 +220,21 @@ def session_status(edits: ReviewEdits, skey: str, store_available: bool) -> Revi
                         saved_revision=state["rv_saved"].get(skey), signed_by=state.get("rv_signed", {}).get(skey))
 
 
-def _save(store: Any, reviewed: StudyResult, edits: ReviewEdits, kind: str) -> int:
+def _save(store: Any, reviewed: StudyResult, edits: ReviewEdits, kind: str, auto_kpa: float | None = None) -> int:
+    """Save the reviewed result; ``auto_kpa`` (the model's unedited value) is kept beside it for the cohort."""
     return store.save(reviewed, kind=kind, reviewer=edits.reviewer, comment=edits.comment,
-                      manual_kpa=edits.manual_kpa, edits=edits.to_json())
+                      manual_kpa=edits.manual_kpa, edits=edits.to_json(), auto_kpa=auto_kpa)
 
 
-def save_buttons(store: Any | None, reviewed: StudyResult, edits: ReviewEdits, skey: str) -> ReviewStatus:
+def save_buttons(store: Any | None, reviewed: StudyResult, edits: ReviewEdits, skey: str,
+                 auto_kpa: float | None = None) -> ReviewStatus:
     """*Save to results store* and *Sign off*; returns the study's status after this run's clicks."""
     state = st.session_state
     status = session_status(edits, skey, store is not None)
     if st.button("Save to results store", type="primary", icon=":material/save:", disabled=not rst.can_save(status),
                  help="Adds a new revision; earlier revisions are kept"):
         try:
-            status = rst.after_save(status, _save(store, reviewed, edits, rst.save_kind(status).value))
+            status = rst.after_save(status, _save(store, reviewed, edits, rst.save_kind(status).value, auto_kpa))
             state["rv_saved"][skey] = status.saved_revision
             st.success(rst.saved_message(status.saved_revision), icon=":material/task_alt:")
         except Exception as exc:  # noqa: BLE001 - the reader must see why nothing was saved
@@ -227,7 +244,8 @@ def save_buttons(store: Any | None, reviewed: StudyResult, edits: ReviewEdits, s
     if st.button("Sign off", icon=":material/verified:", disabled=not rst.can_sign_off(status),
                  help="Save this review as signed off by the reviewer named above (enter your name first)"):
         try:
-            status = rst.after_sign_off(status, _save(store, reviewed, edits, rst.RevisionKind.SIGNED_OFF.value))
+            status = rst.after_sign_off(status, _save(store, reviewed, edits, rst.RevisionKind.SIGNED_OFF.value,
+                                                           auto_kpa))
             state["rv_saved"][skey] = status.saved_revision
             state.setdefault("rv_signed", {})[skey] = status.signed_by
             st.success(rst.signed_off_message(status), icon=":material/verified:")

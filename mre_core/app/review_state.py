@@ -10,6 +10,9 @@ from the edits:
 * a per-slice threshold on the stored probability (ROI = prob > t ∩ confidence, specks removed);
 * erode (negative) or dilate (positive) the ROI by whole pixels, staying inside the confidence region;
 * a restored ROI (from a saved revision) used as is;
+* a drawn ROI (:mod:`.roi_drawing`): the reader's outlines add to, erase from or replace the ROI
+  above, at native pixels, kept inside the confidence region and measured on the original kPa
+  values; it is the reader's ROI, so the automatic ROI guardrails no longer leave the slice out;
 * the study-level manual measurement (kPa), the reviewer's name and a comment, which travel
   with the edits into the store (they do not change the automatic value).
 
@@ -36,6 +39,7 @@ from mre_core.analysis.pipeline import (
 from mre_core.analysis.guardrails import UNRELIABLE
 from mre_core.analysis.segment import adjust_roi
 from mre_core.analysis.stiffness import SliceResult
+from mre_core.app.roi_drawing import Shape, drawing_kind, drawn_roi
 from mre_core.config import Settings
 from mre_core.io.elastogram import StudyInput
 from mre_core.model.network import LoadedModel
@@ -65,9 +69,40 @@ class ReviewEdits:
     comment: str = ""
     reviewer: str = ""
     roi_override: dict[str, np.ndarray] = field(default_factory=dict)  #: bool [H,W] by SOP UID (restored ROIs)
+    drawings: dict[str, tuple[Shape, ...]] = field(default_factory=dict)  #: the reader's outlines by SOP UID
+    #: restored ROIs that were drawn by hand: ``{"kind": "edited"|"replaced", "by": name, "shapes": [...]}`` by SOP UID
+    drawn_before: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def slice(self, sop_uid: str) -> SliceEdit:
         return self.slices.get(sop_uid, SliceEdit())
+
+    def drawing(self, sop_uid: str) -> tuple[Shape, ...]:
+        """The outlines drawn on one slice this session (native pixel coordinates, in drawing order)."""
+        return self.drawings.get(sop_uid, ())
+
+    def with_drawing(self, sop_uid: str, shapes: Any) -> ReviewEdits:
+        """The edits with slice ``sop_uid``'s drawing replaced by ``shapes`` (none: the slice is not drawn on)."""
+        new = {k: v for k, v in self.drawings.items() if k != sop_uid}
+        if shapes:
+            new[sop_uid] = tuple(shapes)
+        return replace(self, drawings=new)
+
+    def manual_rois(self) -> dict[str, dict[str, str]]:
+        """Slices whose ROI the reader drew: ``{sop: {"kind": "edited" | "replaced", "by": name}}``.
+
+        ``edited``: the automatic ROI changed by hand (add / erase); ``replaced``: the ROI is the
+        reader's own outline. A drawing made now is the current reviewer's; one restored from a saved
+        revision keeps the name it was saved with (and a new drawing on top of a replaced ROI leaves
+        it replaced).
+        """
+        out = {sop: {"kind": str(d.get("kind", "edited")), "by": str(d.get("by", ""))}
+               for sop, d in self.drawn_before.items()}
+        for sop, shapes in self.drawings.items():
+            kind = drawing_kind(shapes) or "edited"
+            if out.get(sop, {}).get("kind") == "replaced":
+                kind = "replaced"
+            out[sop] = {"kind": kind, "by": self.reviewer}
+        return out
 
     def _with_slice(self, sop_uid: str, **changes: Any) -> ReviewEdits:
         edited = replace(self.slice(sop_uid), **changes)
@@ -100,7 +135,7 @@ class ReviewEdits:
     @property
     def changes_roi(self) -> bool:
         """True when any slice's ROI or inclusion differs from the automatic result."""
-        return bool(self.slices or self.roi_override)
+        return bool(self.slices or self.roi_override or self.drawings)
 
     @property
     def is_reviewed(self) -> bool:
@@ -119,6 +154,9 @@ class ReviewEdits:
             if e.threshold is not None:
                 parts.append(f"threshold {e.threshold:.2f}")
             lines.append(f"slice …{sop[-8:]}: " + ", ".join(parts))
+        for sop, shapes in self.drawings.items():
+            modes = ", ".join(dict.fromkeys(s.mode.value for s in shapes))
+            lines.append(f"slice …{sop[-8:]}: ROI drawn by hand ({len(shapes)} shape(s): {modes})")
         if self.roi_override:
             lines.append(f"{len(self.roi_override)} ROI(s) restored from a saved revision")
         if self.manual_kpa is not None:
@@ -134,15 +172,27 @@ class ReviewEdits:
             "comment": self.comment,
             "reviewer": self.reviewer,
             "roi_restored": sorted(self.roi_override),
+            "roi_drawn": self._drawn_json(),
         }
+
+    def _drawn_json(self) -> dict[str, dict[str, Any]]:
+        """Per slice drawn by hand: kind, by whom, and the outlines (native pixel coordinates)."""
+        out = {sop: dict(d) for sop, d in self.drawn_before.items()}
+        for sop, who in self.manual_rois().items():
+            if sop in self.drawings:
+                earlier = out.get(sop, {}).get("shapes", [])
+                out[sop] = {**who, "shapes": [*earlier, *(s.to_json() for s in self.drawings[sop])]}
+        return out
 
     @classmethod
     def from_saved(cls, edits_json: dict[str, Any], rois: dict[str, np.ndarray] | None = None) -> ReviewEdits:
         """Edits that reproduce a saved revision: its exclusions, manual value and comment, and its ROI
         masks used as they were saved (so the saved review shows even if the model changed)."""
         excluded = {k: SliceEdit(excluded=True) for k, v in edits_json.get("slices", {}).items() if v.get("excluded")}
+        rois = dict(rois or {})
+        drawn = {k: dict(v) for k, v in (edits_json.get("roi_drawn") or {}).items() if k in rois}
         return cls(slices=excluded, manual_kpa=edits_json.get("manual_kpa"), comment=edits_json.get("comment", ""),
-                   reviewer=edits_json.get("reviewer", ""), roi_override=dict(rois or {}))
+                   reviewer=edits_json.get("reviewer", ""), roi_override=rois, drawn_before=drawn)
 
 
 @dataclass(frozen=True, eq=False)
@@ -164,13 +214,19 @@ def _edited_slice(rs: ReviewableStudy, i: int, edits: ReviewEdits, settings: Set
     base = rs.result.slices[i]
     e = rs.result.study.series.slices[i]
     edit = edits.slice(base.sop_uid)
+    drawing = edits.drawing(base.sop_uid)
     if base.sop_uid in edits.roi_override:  # the reader's own ROI: no automatic guardrail applies
         roi = np.asarray(edits.roi_override[base.sop_uid], dtype=bool) & e.confidence & np.isfinite(e.kpa)
-        return measure_slice(e, adjust_roi(roi, e.confidence, e.kpa, edit.grow_px), base.predicted_mask, settings,
-                             excluded=edit.excluded)
+        roi = adjust_roi(roi, e.confidence, e.kpa, edit.grow_px)
+        if drawing:
+            roi = drawn_roi(roi, drawing, e.confidence, e.kpa)
+        return measure_slice(e, roi, base.predicted_mask, settings, excluded=edit.excluded)
     auto = base
     if edit.threshold is not None and edit.threshold != rs.threshold:
         auto = slice_result(e, rs.probabilities[i], edit.threshold, settings)
+    if drawing:  # drawn on the (re-thresholded, eroded/dilated) automatic ROI: now the reader's ROI
+        roi = drawn_roi(adjust_roi(auto.roi, e.confidence, e.kpa, edit.grow_px), drawing, e.confidence, e.kpa)
+        return measure_slice(e, roi, auto.predicted_mask, settings, excluded=edit.excluded)
     if not edit.grow_px and not edit.excluded:
         return auto
     roi = adjust_roi(auto.roi, e.confidence, e.kpa, edit.grow_px)

@@ -2,7 +2,8 @@
 
 Owns the view widgets (layout, ROI opacity, confidence / ROI / model-mask toggles, the slice
 picker: :func:`view_options`), the boxes each slice is drawn in (:func:`slice_boxes`), the
-overlay figure and numbers of each shown slice (:func:`show_slices`) and the *All slices* table
+overlay figure and numbers of each shown slice (:func:`show_slices`; while the reader draws the ROI,
+the drawing canvas of :mod:`.roi_drawing` takes the figure's place) and the *All slices* table
 (:func:`show_slice_table`). The per-slice edit widgets that sit in the boxes belong to
 :mod:`.review_panel`. Texts and rows are pure functions (:func:`slice_labels`,
 :func:`slice_numbers_text`, :func:`slice_rows`).
@@ -19,6 +20,7 @@ from streamlit.delta_generator import DeltaGenerator
 
 from mre_core.analysis.pipeline import StudyResult
 from mre_core.analysis.stiffness import SliceResult
+from mre_core.app import roi_drawing
 from mre_core.app.figures import elastogram_figure
 from mre_core.app.review_status import fmt
 
@@ -100,6 +102,10 @@ def show_slices(reviewed: StudyResult, view: ViewOptions, skey: str, fig_boxes: 
     for i in view.shown:
         s, e = reviewed.slices[i], elastograms[i]
         box = fig_boxes[i]
+        if not view.side_by_side and roi_drawing.is_drawing(skey, e.sop_uid):
+            roi_drawing.show_canvas(box, e, s, skey, view.opacity)
+            _slice_numbers(s, ctl_boxes[i])
+            continue
         fig = elastogram_figure(e, s, roi_opacity=view.opacity, show_confidence=view.show_confidence,
                                 show_roi=view.show_roi, show_predicted=view.show_predicted,
                                 height=300 if view.side_by_side else 460,

@@ -56,8 +56,8 @@ Who made the ROI (Segment Algorithm Type, PS3.3 C.8.20.2)
     (no algorithm: the model made none of it) when the reader's own outline replaced the ROI on
     every slice, else ``SEMIAUTOMATIC`` (the model's ROI, edited or partly replaced by hand; the
     model stays the algorithm). The reader is named as the Content Creator's Name and in the
-    Segment Description ("drawn by hand by …", "edited by hand by …", with the slices), and the
-    series description says "(manual)" or "(edited)".
+    Segment Description ("Drawn by hand by …", "Model ROI edited by hand by … on image(s) #…", by
+    Instance Number), and the series description says "(manual)" or "(edited)".
 SliceThickness (type 2 in MR, needed for the SEG's pixel measures)
     A missing or empty value gets the median slice gap.
 Rows / Columns
@@ -317,9 +317,9 @@ def segment_algorithm_type(result: StudyResult, manual_rois: Mapping[str, str] |
     return hd.seg.SegmentAlgorithmTypeValues.SEMIAUTOMATIC
 
 
-def _slice_numbers(result: StudyResult, sops: Sequence[str]) -> str:
-    numbers = [str(i + 1) for i, s in enumerate(result.slices) if s.sop_uid in set(sops)]
-    return ", ".join(numbers)
+def _instance_numbers(result: StudyResult, sops: Sequence[str]) -> str:
+    """``"#3, #4"``: the DICOM Instance Numbers of those slices (unambiguous, whatever the app's numbering)."""
+    return ", ".join(f"#{s.instance_number}" for s in result.slices if s.sop_uid in set(sops))
 
 
 def segment_description_text(result: StudyResult, manual_rois: Mapping[str, str] | None, reader: str) -> str | None:
@@ -331,7 +331,7 @@ def segment_description_text(result: StudyResult, manual_rois: Mapping[str, str]
     if kind is hd.seg.SegmentAlgorithmTypeValues.MANUAL:
         text = f"Drawn by hand by {who}"
     else:
-        text = f"Model ROI edited by hand by {who}, slice(s) {_slice_numbers(result, list(manual_rois or {}))}"
+        text = f"Model ROI edited by hand by {who} on image(s) {_instance_numbers(result, list(manual_rois or {}))}"
     return text if len(text) <= 64 else text[:61] + "..."
 
 

@@ -157,7 +157,7 @@ def test_a_seg_of_rois_drawn_by_hand_says_so_and_names_the_reader(kind: str) -> 
     if kind == "MANUAL":  # the model made none of it
         assert "SegmentationAlgorithmIdentificationSequence" not in segment and "SegmentAlgorithmName" not in segment
     else:
-        assert segment.SegmentAlgorithmName == result.model_name and "slice(s) 2, 3" in segment.SegmentDescription
+        assert segment.SegmentAlgorithmName == result.model_name and "image(s) #2, #3" in segment.SegmentDescription
     auto = build_seg(result)
     assert auto.SegmentSequence[0].SegmentAlgorithmType == "AUTOMATIC" and not auto.get("ContentCreatorName")
 
