@@ -294,6 +294,12 @@ def test_worklist_study_from_the_listener_is_opened_signed_off_and_joins_the_coh
     at.run()
     assert any("Signed off by Dr Reader" in s.value for s in at.success)
     assert list(Store(env).history(expected.study_uid)["kind"]) == ["auto", "signed_off"]
+    sign = next(b for b in at.button if b.label == "Sign off")
+    assert not sign.disabled
+    sign.click()  # signing off the same content again writes nothing and says so
+    at.run()
+    assert any("Not signed off again" in i.value and "revision 2" in i.value for i in at.info)
+    assert list(Store(env).history(expected.study_uid)["kind"]) == ["auto", "signed_off"]
 
     cohort = AppTest.from_file(APP, default_timeout=120)
     cohort.switch_page("pages/cohort.py").run()

@@ -33,7 +33,7 @@ from mre_core.app.context import get_store
 from mre_core.app.review_state import MAX_GROW_PX, ReviewableStudy, ReviewEdits
 from mre_core.app.review_status import ReviewStatus, fmt
 from mre_core.config import Settings
-from mre_core.store.results import StoreError
+from mre_core.store.results import AlreadySignedOff, StoreError
 
 #: Prefixes of the per-study edit widgets' keys (``<prefix><study>|…``), reset on a restore.
 EDIT_KEY_PREFIXES = ("ex|", "grow|", "thr|", "man|", "who|", "note|", "drawon|", "drawmode|", "drawtool|")
@@ -249,6 +249,9 @@ def save_buttons(store: Any | None, reviewed: StudyResult, edits: ReviewEdits, s
             state["rv_saved"][skey] = status.saved_revision
             state.setdefault("rv_signed", {})[skey] = status.signed_by
             st.success(rst.signed_off_message(status), icon=":material/verified:")
+        except AlreadySignedOff as done:  # the same content twice: the store keeps one sign-off
+            state["rv_saved"][skey] = done.revision
+            st.info(f"Not signed off again: {done}.", icon=":material/verified:")
         except Exception as exc:  # noqa: BLE001 - the reader must see why nothing was saved
             st.error(rst.sign_off_failed_message(exc))
     return status

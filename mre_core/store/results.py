@@ -79,6 +79,30 @@ class StoreError(RuntimeError):
     """The store cannot be opened or written; the message says why and what to do."""
 
 
+class AlreadySignedOff(ValueError):
+    """A sign-off of exactly the content of the study's latest revision, which is already signed off."""
+
+    def __init__(self, revision: int, reviewer: str, created_utc: str) -> None:
+        super().__init__(f"already signed off as revision {revision} by {reviewer or 'unknown'} ({created_utc}); "
+                         "nothing changed since, so no new revision was written")
+        self.revision, self.reviewer, self.created_utc = revision, reviewer, created_utc
+
+
+def content_key(masks: Sequence[tuple[str, bool, np.ndarray]], manual_kpa: float | None, comment: str,
+                reviewer: str) -> str:
+    """A fingerprint of what a reader signs: every slice's ROI and exclusion, the manual value, comment, reviewer."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for sop, excluded, roi in sorted(masks, key=lambda m: m[0]):
+        h.update(sop.encode())
+        h.update(b"1" if excluded else b"0")
+        h.update(np.packbits(np.asarray(roi, dtype=bool), axis=None).tobytes())
+    manual = "" if manual_kpa is None or not math.isfinite(float(manual_kpa)) else f"{float(manual_kpa):.4f}"
+    h.update(f"|{manual}|{comment.strip()}|{reviewer.strip()}".encode())
+    return h.hexdigest()
+
+
 def _now() -> str:
     return _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
 
@@ -209,6 +233,8 @@ class Store:
               manual_kpa: float | None, edits: dict[str, Any], dataset: str, auto_kpa: float | None = None) -> int:
         study_id = self._study_id(conn, r, dataset)
         number = _next_revision(conn, study_id)
+        if kind == "signed_off":
+            self._refuse_repeated_sign_off(conn, study_id, r, manual_kpa, comment, reviewer)
         if kind == "auto":
             auto_kpa = r.stiffness.stiffness_kpa
         elif auto_kpa is None:
@@ -265,6 +291,23 @@ class Store:
             if found is None:  # not the race: some other constraint failed
                 raise
             return found
+
+    def _refuse_repeated_sign_off(self, conn: Connection, study_id: int, r: StudyResult, manual_kpa: float | None,
+                                  comment: str, reviewer: str) -> None:
+        """:class:`AlreadySignedOff` when the latest revision is a sign-off of exactly this content (the study row
+        is locked, so two readers clicking at once cannot both pass)."""
+        last = conn.execute(sa.select(revisions).where(revisions.c.study_id == study_id)
+                            .order_by(revisions.c.revision.desc()).limit(1)).mappings().first()
+        if last is None or last["kind"] != "signed_off":
+            return
+        rows = conn.execute(sa.select(slices.c.sop_uid, slices.c.excluded, slices.c.roi_packed, slices.c.roi_rows,
+                                      slices.c.roi_cols).where(slices.c.revision_id == last["id"])).all()
+        before = content_key([(s.sop_uid, bool(s.excluded), unpack_mask(s.roi_packed, s.roi_rows, s.roi_cols))
+                              for s in rows], last["manual_kpa"], last["comment"], last["reviewer"])
+        now = content_key([(s.sop_uid, bool(s.excluded), np.asarray(s.roi, bool)) for s in r.slices], manual_kpa,
+                          comment, reviewer)
+        if before == now:
+            raise AlreadySignedOff(int(last["revision"]), str(last["reviewer"]), str(last["created_utc"]))
 
     def log_event(self, action: str, detail: str, user: str = "") -> None:
         """Append one entry to the audit log (e.g. ``intake:rejected`` with the file and reason)."""
@@ -398,5 +441,5 @@ def open_store(settings: Settings) -> Store:
     return Store(settings.db_url)
 
 
-__all__: Sequence[str] = ("KINDS", "MIGRATIONS", "SCHEMA_VERSION", "SavedRevision", "Store", "StoreError", "open_store",
+__all__: Sequence[str] = ("AlreadySignedOff", "KINDS", "content_key", "MIGRATIONS", "SCHEMA_VERSION", "SavedRevision", "Store", "StoreError", "open_store",
                           "pack_mask", "unpack_mask")

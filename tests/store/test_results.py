@@ -6,6 +6,7 @@ The tests of the store's database behaviour take ``store_url`` (``tests/pg_serve
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import multiprocessing
 import threading
@@ -352,3 +353,18 @@ def test_postgresql_connection_dropped_by_the_server_is_replaced_on_next_use(pg_
     assert _terminate_other_sessions(pg_url)  # the store's idle pooled connection was there and is gone now
     assert store.save(result) == 2
     assert list(store.history(result.study_uid)["revision"]) == [1, 2]
+
+
+def test_signing_off_the_same_content_twice_is_refused_and_a_change_is_not(store_url: str) -> None:
+    from mre_core.store.results import AlreadySignedOff
+
+    store = Store(store_url)
+    r = make_result([3.0, 3.2, 3.4])
+    assert store.save(r, kind="signed_off", reviewer="Dr A", comment="ok", manual_kpa=3.1) == 1
+    with pytest.raises(AlreadySignedOff, match="already signed off as revision 1 by Dr A"):
+        store.save(r, kind="signed_off", reviewer="Dr A", comment="ok", manual_kpa=3.1)
+    assert store.history(r.study_uid)["revision"].tolist() == [1]
+    assert store.save(r, kind="signed_off", reviewer="Dr A", comment="ok, re-read", manual_kpa=3.1) == 2
+    excluded = dataclasses.replace(r, slices=(dataclasses.replace(r.slices[0], excluded=True), *r.slices[1:]))
+    assert store.save(excluded, kind="signed_off", reviewer="Dr A", comment="ok, re-read", manual_kpa=3.1) == 3
+    assert store.save(excluded, kind="review", reviewer="Dr A", comment="ok, re-read", manual_kpa=3.1) == 4
