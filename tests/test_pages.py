@@ -97,6 +97,9 @@ def test_upload_phantom_shows_stage_and_kpa_then_saves_revisions(env: str, phant
 
     # edit: exclude the first slice, add a manual value and a comment, save again -> revision 2, revision 1 kept
     sop0 = expected.slices[0].sop_uid
+    radio = at.radio(key=f"rv_slice|{expected.study_uid}|{expected.series_uid}")
+    assert radio.value == max(range(len(expected.slices)), key=lambda i: expected.slices[i].position_mm)  # head first
+    radio.set_value(0).run()
     at.checkbox(key=f"ex|{expected.study_uid}|{expected.series_uid}|{sop0}").check()
     at.number_input(key=f"man|{expected.study_uid}|{expected.series_uid}").set_value(3.1)
     at.text_area(key=f"note|{expected.study_uid}|{expected.series_uid}").input("slice 1 breathing artefact")
@@ -330,6 +333,7 @@ def test_draw_the_roi_opens_the_drawing_canvas_with_the_confidence_rule_said(env
     expected = _expected(phantom, weights_dir)
     at = _upload(_app(), study_files(phantom))
     skey, sop = f"{expected.study_uid}|{expected.series_uid}", expected.slices[0].sop_uid
+    at.radio(key=f"rv_slice|{skey}").set_value(0).run()  # slices are offered head to feet: pick this one
     at.toggle(key=f"drawon|{skey}|{sop}").set_value(True)
     at.run()
     assert not at.exception, [e.value for e in at.exception]

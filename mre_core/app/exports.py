@@ -21,7 +21,13 @@ from mre_core.outputs.overlay import overlay_png
 from mre_core.outputs.pdf import build_pdf
 from mre_core.outputs.seg import build_seg
 from mre_core.outputs.sr import build_sr
-from mre_core.outputs.tables import file_stem, slices_table, studies_table
+from mre_core.outputs.tables import file_stem, slice_label, slice_numbers, slices_table, studies_table
+
+
+def slice_label_map(result: StudyResult) -> dict[str, str]:
+    """SOP UID → "slice 2 (#14)" (the numbering of the page, the PDF and the CSVs)."""
+    numbers = slice_numbers(result.slices)
+    return {s.sop_uid: slice_label(numbers[s.sop_uid], s.instance_number) for s in result.slices}
 
 
 def study_csv(result: StudyResult, edits: ReviewEdits | None = None, revision: int | None = None) -> bytes:
@@ -31,7 +37,7 @@ def study_csv(result: StudyResult, edits: ReviewEdits | None = None, revision: i
     table["manual_kpa"] = edits.manual_kpa
     table["reviewer"] = edits.reviewer
     table["comment"] = edits.comment
-    table["review_edits"] = "; ".join(edits.describe())
+    table["review_edits"] = "; ".join(edits.describe(slice_label_map(result)))
     table["saved_revision"] = revision
     return table.to_csv(index=False).encode("utf-8")
 

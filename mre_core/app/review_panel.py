@@ -30,6 +30,7 @@ from mre_core.analysis.pipeline import StudyResult
 from mre_core.app import review_status as rst
 from mre_core.app import roi_drawing
 from mre_core.app.context import get_store
+from mre_core.app.exports import slice_label_map
 from mre_core.app.review_state import MAX_GROW_PX, ReviewableStudy, ReviewEdits
 from mre_core.app.review_status import ReviewStatus, fmt
 from mre_core.config import Settings
@@ -200,7 +201,7 @@ def study_summary(auto: StudyResult, reviewed: StudyResult, edits: ReviewEdits, 
                    icon=":material/warning:")
     else:
         st.success("Quality control: no flags.", icon=":material/check_circle:")
-    caption = rst.unsaved_review_caption(edits.is_reviewed, edits.describe(), auto.stiffness_kpa,
+    caption = rst.unsaved_review_caption(edits.is_reviewed, edits.describe(slice_label_map(auto)), auto.stiffness_kpa,
                                          auto.stage.stage.label if auto.stage else None)
     if caption is not None:
         st.caption(caption)

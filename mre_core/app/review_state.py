@@ -24,6 +24,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field, replace
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -142,8 +143,10 @@ class ReviewEdits:
         """True when the reader changed an ROI, entered a manual value or wrote a comment."""
         return self.changes_roi or self.manual_kpa is not None or bool(self.comment)
 
-    def describe(self) -> list[str]:
-        """The edits in words, one line each (for the page and the audit trail)."""
+    def describe(self, labels: Mapping[str, str] | None = None) -> list[str]:
+        """The edits in words, one line each (for the page and the audit trail); ``labels`` names each slice by
+        SOP UID (e.g. "slice 2 (#14)", :func:`mre_core.outputs.tables.slice_label`), else by its UID's tail."""
+        name = lambda sop: (labels or {}).get(sop) or f"slice …{sop[-8:]}"  # noqa: E731
         lines = []
         for sop, e in self.slices.items():
             parts = []
@@ -153,10 +156,10 @@ class ReviewEdits:
                 parts.append(f"{'dilated' if e.grow_px > 0 else 'eroded'} {abs(e.grow_px)} px")
             if e.threshold is not None:
                 parts.append(f"threshold {e.threshold:.2f}")
-            lines.append(f"slice …{sop[-8:]}: " + ", ".join(parts))
+            lines.append(f"{name(sop)}: " + ", ".join(parts))
         for sop, shapes in self.drawings.items():
             modes = ", ".join(dict.fromkeys(s.mode.value for s in shapes))
-            lines.append(f"slice …{sop[-8:]}: ROI drawn by hand ({len(shapes)} shape(s): {modes})")
+            lines.append(f"{name(sop)}: ROI drawn by hand ({len(shapes)} shape(s): {modes})")
         if self.roi_override:
             lines.append(f"{len(self.roi_override)} ROI(s) restored from a saved revision")
         if self.manual_kpa is not None:

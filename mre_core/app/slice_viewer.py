@@ -23,6 +23,7 @@ from mre_core.analysis.stiffness import SliceResult
 from mre_core.app import roi_drawing
 from mre_core.app.figures import elastogram_figure
 from mre_core.app.review_status import fmt
+from mre_core.outputs.tables import slice_numbers, superior_to_inferior
 
 ONE_AT_A_TIME = "One slice at a time"
 SIDE_BY_SIDE = "Side by side"
@@ -46,8 +47,16 @@ class ViewOptions:
 
 
 def slice_labels(result: StudyResult) -> list[str]:
-    """``"1 · z 12 mm"`` for each slice."""
-    return [f"{i + 1} · z {s.position_mm:.0f} mm" for i, s in enumerate(result.slices)]
+    """``"1 (#14) · z 12 mm"`` for each slice (in the study's slice order): the one numbering of the app and its
+    exports (:func:`mre_core.outputs.tables.slice_numbers`: 1 = most superior), instance number beside it."""
+    numbers = slice_numbers(result.slices)
+    return [f"{numbers[s.sop_uid]} (#{s.instance_number}) · z {s.position_mm:.0f} mm" for s in result.slices]
+
+
+def head_to_feet(result: StudyResult) -> list[int]:
+    """Slice indices from the most superior to the most inferior (the order slices are offered and listed)."""
+    numbers = slice_numbers(result.slices)
+    return sorted(range(len(result.slices)), key=lambda i: numbers[result.slices[i].sop_uid])
 
 
 def view_options(result: StudyResult, skey: str) -> ViewOptions:
@@ -60,13 +69,13 @@ def view_options(result: StudyResult, skey: str) -> ViewOptions:
     show_roi = opts[3].toggle("ROI", True, key="rv_roi", help="Final ROI, red fill")
     show_pred = opts[4].toggle("Model mask", False, key="rv_pred",
                                help="Model liver mask before ∩ confidence (dotted)")
-    n = len(result.slices)
     labels = slice_labels(result)
+    order = head_to_feet(result)
     if layout == SIDE_BY_SIDE:
-        shown = list(range(n))
+        shown = order
     else:
-        shown = [st.radio("Slice", range(n), format_func=lambda i: labels[i], horizontal=True,
-                          key=f"rv_slice|{skey}")]
+        shown = [st.radio("Slice (1 = most superior; #instance number)", order, format_func=lambda i: labels[i],
+                          horizontal=True, key=f"rv_slice|{skey}")]
     return ViewOptions(layout, opacity, show_conf, show_roi, show_pred, shown, labels)
 
 
@@ -116,12 +125,14 @@ def show_slices(reviewed: StudyResult, view: ViewOptions, skey: str, fig_boxes: 
 
 def slice_rows(reviewed: StudyResult) -> list[dict[str, Any]]:
     """One row per slice for the *All slices* table (kPa, cm², whether used, QC flags)."""
+    numbers = slice_numbers(reviewed.slices)
     return [{
-        "slice": i + 1, "z (mm)": round(s.position_mm, 1), "used": "no" if not s.usable else "yes",
+        "slice": numbers[s.sop_uid], "instance": s.instance_number, "z (mm)": round(s.position_mm, 1),
+        "used": "no" if not s.usable else "yes",
         "mean kPa": round(s.stats.mean_kpa, 2), "median kPa": round(s.stats.median_kpa, 2),
         "SD kPa": round(s.stats.sd_kpa, 2), "IQR kPa": round(s.stats.iqr_kpa, 2),
         "ROI cm²": round(s.stats.area_cm2, 1),
-        "QC": ", ".join(f.value for f in s.qc_flags) or "ok"} for i, s in enumerate(reviewed.slices)]
+        "QC": ", ".join(f.value for f in s.qc_flags) or "ok"} for s in superior_to_inferior(reviewed.slices)]
 
 
 def show_slice_table(box: DeltaGenerator, reviewed: StudyResult, view: ViewOptions) -> None:

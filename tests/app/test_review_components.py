@@ -48,11 +48,12 @@ def test_study_labels_name_patient_date_and_slices() -> None:
 # ----------------------------------------------------------------------------- slice_viewer
 def test_slice_labels_and_rows() -> None:
     result = make_result([3.0, 3.2, 3.4])  # slice 2 has an empty ROI in the factory: flagged and not used
-    assert slice_labels(result) == ["1 · z 0 mm", "2 · z 8 mm", "3 · z 16 mm"]
-    rows = slice_rows(result)
-    assert [r["slice"] for r in rows] == [1, 2, 3]
+    # one numbering everywhere: 1 = most superior (largest z), instance number beside it
+    assert slice_labels(result) == ["3 (#1) · z 0 mm", "2 (#2) · z 8 mm", "1 (#3) · z 16 mm"]
+    rows = slice_rows(result)  # listed head to feet
+    assert [r["slice"] for r in rows] == [1, 2, 3] and [r["instance"] for r in rows] == [3, 2, 1]
     assert [r["used"] for r in rows] == ["yes", "no", "yes"]
-    assert rows[0]["mean kPa"] == 3.0 and rows[0]["QC"] == "ok"
+    assert rows[2]["mean kPa"] == 3.0 and rows[2]["QC"] == "ok"
     assert rows[1]["QC"] == "empty_roi"
 
 
