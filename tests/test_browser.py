@@ -261,6 +261,15 @@ def test_study_sent_by_the_scanner_appears_in_the_worklist_and_is_signed_off(ser
     assert list(Store(env["MRE_DB_URL"]).history(expected.study_uid)["kind"]) == ["auto", "signed_off"]
 
 
+def _wait_until_idle(page, timeout_ms: int = 60_000) -> None:
+    """Until Streamlit has finished the current run (its status widget says "Running" while a script runs)."""
+    page.wait_for_timeout(300)
+    page.wait_for_function("() => !document.querySelector('[data-testid=\"stStatusWidget\"]')"
+                           " || !/Running/i.test(document.querySelector('[data-testid=\"stStatusWidget\"]').innerText)",
+                           timeout=timeout_ms)
+    page.wait_for_timeout(300)
+
+
 def test_reader_draws_a_polygon_roi_that_is_measured_saved_and_exported(server: str, browser,
                                                                         env: dict[str, str]) -> None:
     """Demo study → slice 3 → *Draw the ROI*, *Replace the automatic ROI* → a polygon drawn with the mouse →
@@ -286,8 +295,11 @@ def test_reader_draws_a_polygon_roi_that_is_measured_saved_and_exported(server: 
     page.get_by_role("button", name="Load demo study").click(timeout=60_000)
     page.get_by_text("Slices used").first.wait_for(timeout=180_000)
     page.get_by_text(slice_labels(expected)[i], exact=True).click()
+    page.get_by_role("radio", name=slice_labels(expected)[i]).wait_for(state="attached", timeout=30_000)
+    _wait_until_idle(page)  # the slice switch reruns the page; a click before it finishes lands on the old slice
     page.get_by_text("Draw the ROI").first.click()
-    page.get_by_text("Replace the automatic ROI", exact=True).first.click(timeout=30_000)
+    _wait_until_idle(page)
+    page.get_by_text("Replace the automatic ROI", exact=True).first.click(timeout=60_000)
     page.get_by_text("Drawing: Replace the automatic ROI").first.wait_for(timeout=30_000)
     canvas = page.locator("canvas.dc-canvas.upper-canvas").first
     canvas.scroll_into_view_if_needed()

@@ -16,6 +16,11 @@
 #
 # Ship the new weights only if, on the unseen styles, ROI outside the liver and Dice beat the current
 # weights (docs/GENERALISATION.md has the current numbers); then update the model card, RESULTS.md and goldens.
+#
+# The shipped @e457655bcf5d (2026-12-02): this recipe with EPOCHS=8, stopped after epoch 3 for time (about 24 min
+# per epoch on the shared 2-core CPU), then run again with EPOCHS=3, which resumes from the checkpoint, trains no
+# further and exports the best validation epoch (2). Its card was written from the evaluate outputs
+# (python -m mre_core.model.card --eval <like-paper eval> --update-weights-json, plus card.generalisation).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=.venv/bin/python

@@ -37,6 +37,38 @@ CAVEATS = (
 )
 
 
+DEFAULT_TRAINING_DATA = ("synthetic phantoms only (`mre_core.phantom.cohort`, like-paper cohort, seed 0, the 91-patient "
+                         "train split with a patient-level validation hold-out). No real patient data.")
+DEFAULT_LIMITATION = ("trained and tested on synthetic elastograms from one generator; performance on real scanner "
+                      "data is unknown. Vendor unit conventions (Siemens kPa×100) are working assumptions.")
+
+
+def generalisation_lines(blocks: dict[str, Any]) -> list[str]:
+    """The card's ``generalisation`` blocks (styles the model never saw) as a Markdown table."""
+    if not blocks:
+        return []
+    lines = ["## On phantom styles it was not trained on (test split; 95 % CI)", "",
+             "| cohort | patients / slices | Dice | ROI outside liver (mean) | slices > 10 % outside | Pearson r | "
+             "kappa | F2 false positives |", "|---|---|---|---|---|---|---|---|"]
+    for name, b in blocks.items():
+        d = b["dice"]
+        lines.append(f"| {name} | {b['n_patients']} / {b['n_slices']} | {d['mean']:.3f} [{d['ci_low']:.3f}, "
+                     f"{d['ci_high']:.3f}] | {100 * b['roi_outside_liver']:.1f} % | {b['slices_over_10pct_outside']} | "
+                     f"{b['pearson_r']['r']:.3f} | {b['kappa_linear']:.3f} | {b['f2_false_positives']} |")
+    lines += ["", *[f"- {name}: `{b.get('source', 'not recorded')}`" for name, b in blocks.items()], ""]
+    return lines
+
+
+def generalisation_record(metrics: dict[str, Any], source: str) -> dict[str, Any]:
+    """One ``card.generalisation`` block from an evaluate output (test split)."""
+    rec = test_metrics_record(metrics)
+    safe = metrics["splits"]["test"]["roi_safety"]
+    rec.update(source=source, roi_outside_liver=safe["outside_liver_mean"],
+               slices_over_10pct_outside=safe["slices_over_10pct_outside"],
+               f2_false_positives=f"{safe['f2_false_positives']} / {safe['f2_negatives']}", n_empty_rois=safe["n_empty"])
+    return rec
+
+
 def _pct(block: dict[str, Any], metric: str) -> str:
     m = block[metric]
     return f"{100 * m['mean']:.2f} ({100 * m['ci_low']:.2f}–{100 * m['ci_high']:.2f})"
@@ -202,6 +234,7 @@ def render(main_dir: Path, baseline_dir: Path | None, weights_json: Path, card_p
                   "for this cohort; `python -m mre_core train --arch unet_plain` does it.", ""]
     results_path.write_text("\n".join(lines))
     test = main["splits"]["test"]
+    card_info = record.get("card", {})
     card = [f"# Model card — {record['name']}", "", f"> {INTENDED_USE}", "",
             f"- **Architecture**: {record['arch']} (U-Net decoder, ResNeXt50-32x4d encoder, segmentation-models-pytorch), "
             f"input {record['input']['size']}×{record['input']['size']}, channels {record['input']['channels']}, "
@@ -209,12 +242,11 @@ def render(main_dir: Path, baseline_dir: Path | None, weights_json: Path, card_p
             f"threshold {record['threshold']}.",
             f"- **Post-processing**: {_postprocess_line(main)}",
             f"- **Weights**: `{record['name']}.safetensors` (fp16), SHA-256 `{record['sha256']}` (verified on load).",
-            "- **Training data**: synthetic phantoms only (`mre_core.phantom.cohort`, like-paper cohort, seed 0, the 91-patient "
-            "train split with a patient-level validation hold-out). No real patient data.",
+            f"- **Training data**: {card_info.get('training_data') or DEFAULT_TRAINING_DATA}",
             "- **Intended use**: research and decision support for liver MRE review; every ROI and value must be checked "
             "by a qualified reader. Not a certified medical device.",
-            "- **Limitations**: trained and tested on synthetic elastograms from one generator; performance on real "
-            "scanner data is unknown. Vendor unit conventions (Siemens kPa×100) are working assumptions.", "",
+            "- **Limitations**: " + " ".join(card_info.get("limitations") or [DEFAULT_LIMITATION]), "",
+            *generalisation_lines(card_info.get("generalisation") or {}),
             "## Test metrics (228 synthetic patients; 95 % CI)", "",
             f"- Dice {_pct(test['segmentation']['overall'], 'dice')} %, IoU {_pct(test['segmentation']['overall'], 'iou')} %",
             f"- Pearson r {test['stiffness']['pearson']['r']:.3f} ({test['stiffness']['pearson']['ci_low']:.3f}–"

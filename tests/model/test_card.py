@@ -69,3 +69,16 @@ def test_render_writes_the_numbers_it_was_given_and_the_weights_json_guard(tmp_p
     assert json.loads(weights.read_text())["card"]["test_metrics"]["dice"]["mean"] == 0.9123
     with pytest.raises(ValueError, match="evaluation is of plain"):
         model_card.update_weights_json(weights, json.loads((base / "metrics_base.json").read_text()))
+
+
+def test_generalisation_blocks_carry_roi_safety_and_render_as_a_table() -> None:
+    metrics = _metrics("m@abc", "unet_resnext50", 0.523)
+    metrics["splits"]["test"]["roi_safety"] = {"outside_liver_mean": 0.088, "slices_over_10pct_outside": 22,
+                                               "f2_false_positives": 0, "f2_negatives": 7, "n_empty": 10}
+    block = model_card.generalisation_record(metrics, "python -m mre_core evaluate --split test")
+    assert block["roi_outside_liver"] == 0.088 and block["f2_false_positives"] == "0 / 7"
+    assert block["source"].startswith("python -m mre_core evaluate") and block["dice"]["mean"] == 0.523
+    lines = model_card.generalisation_lines({"hold-out style": block})
+    row = next(line for line in lines if line.startswith("| hold-out style"))
+    assert "0.523 [0.513, 0.533]" in row and "8.8 %" in row and "| 22 |" in row
+    assert model_card.generalisation_lines({}) == []
