@@ -317,14 +317,20 @@ def run_watch(args: argparse.Namespace) -> int:
     except Exception as exc:  # noqa: BLE001
         print(f"error: the watcher could not start: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
+    return _run_loops(inbox, config, [Watcher(args.folder, inbox, config.poll_s, args.settle_s),
+                                      Worker(inbox, settings, config, model)],
+                      f"MRE watcher ready: {args.folder} → inbox {inbox.root}; store {inbox.store.display_url}")
+
+
+def _run_loops(inbox: Inbox, config: IntakeConfig, threads: list[BackgroundLoop], ready: str) -> int:
+    """Recover the inbox, start the loops (plus the forwarder when forwarding), print ``ready``, run until a
+    signal, stop them."""
     inbox.recover()
-    threads: list[BackgroundLoop] = [Watcher(args.folder, inbox, config.poll_s, args.settle_s),
-                            Worker(inbox, settings, config, model)]
     if config.forward_to:
         threads.append(Forwarder(inbox, config))
     for t in threads:
         t.start()
-    print(f"MRE watcher ready: {args.folder} → inbox {inbox.root}; store {inbox.store.display_url}", flush=True)
+    print(ready, flush=True)
     _wait_for_signal()
     for t in threads:
         t.stop()
@@ -339,19 +345,9 @@ def run_work(args: argparse.Namespace) -> int:
     except Exception as exc:  # noqa: BLE001
         print(f"error: the worker could not start: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
-    inbox.recover()
-    threads: list[BackgroundLoop] = [Worker(inbox, settings, config, model)]
-    if config.forward_to:
-        threads.append(Forwarder(inbox, config))
-    for t in threads:
-        t.start()
-    print(f"MRE worker ready: inbox {inbox.root}; store {inbox.store.display_url}"
-          + (f"; forwarding to {config.forward_to}" if config.forward_to else ""), flush=True)
-    _wait_for_signal()
-    for t in threads:
-        t.stop()
-        t.join(timeout=60)
-    return 0
+    return _run_loops(inbox, config, [Worker(inbox, settings, config, model)],
+                      f"MRE worker ready: inbox {inbox.root}; store {inbox.store.display_url}"
+                      + (f"; forwarding to {config.forward_to}" if config.forward_to else ""))
 
 
 __all__ = ["ACCEPTED_STORAGE", "Listener", "ListenerConfig", "TlsConfig", "listener_config", "configure_listen_parser",

@@ -24,7 +24,6 @@ process kills itself with SIGKILL, as a power cut would.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import signal
@@ -37,6 +36,7 @@ from mre_core.analysis.stiffness import QcFlag
 from mre_core.config import Settings
 from mre_core.io.elastogram import StudyInput
 from mre_core.model.network import LoadedModel
+from mre_core.model.network import sha256_file as sha256_of
 from mre_core.store.inbox import Inbox
 from mre_core.store.results import SavedRevision
 
@@ -81,14 +81,6 @@ class SeriesProgress:
         if not self.analysed and not self.rewritten and not self.queued:
             parts.append("result and outputs complete")
         return "; ".join(parts)
-
-
-def sha256_of(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _atomic_write(path: Path, write) -> Path:
