@@ -32,9 +32,9 @@ else:
     except (WeightsError, RuntimeError) as exc:
         model = None
         st.error(model_missing_message(exc, settings))
-    c = st.columns(4)
-    c[0].metric("Model", record.get("name", "?"))
-    c[1].metric("Architecture", record.get("arch", "?"))
+    c = st.columns([3, 2, 1, 1])  # the model name is long: give it room (no "unet_re…")
+    c[0].markdown(f"**Model**  \n`{record.get('name', '?')}@{str(record.get('sha256', ''))[:12]}`")
+    c[1].markdown(f"**Architecture**  \n`{record.get('arch', '?')}` (U-Net, ResNeXt50-32x4d encoder)")
     c[2].metric("Input", f"{record.get('input', {}).get('size', '?')} px")
     c[3].metric("Threshold", record.get("threshold", "?"))
     st.markdown(f"**SHA-256** `{record.get('sha256', '?')}`  \n**Saved** {record.get('saved_utc', '?')}  \n"
