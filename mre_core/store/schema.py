@@ -242,6 +242,23 @@ MIGRATIONS: dict[int, Callable[[Connection], None]] = {1: _migrate_to_1, 2: _mig
                                                        4: _migrate_to_4, 5: _migrate_to_5}
 
 
+def _set_wal(cur: Any, attempts: int = 50) -> None:
+    """``PRAGMA journal_mode=WAL``, retried: on a brand-new file opened by several processes at once the switch can
+    answer "database is locked" at once instead of waiting on the busy handler (SQLite changes the journal mode
+    only with the database to itself)."""
+    import sqlite3
+    import time
+
+    for attempt in range(attempts):
+        try:
+            cur.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or attempt == attempts - 1:
+                raise
+            time.sleep(0.05 * (1 + attempt % 5))
+
+
 def engine_for(url: str) -> Engine:
     if url.startswith("sqlite"):
         path = url.split("///", 1)[1] if "///" in url else ""
@@ -253,8 +270,8 @@ def engine_for(url: str) -> Engine:
         def _on_connect(dbapi_conn: Any, _record: Any) -> None:
             dbapi_conn.isolation_level = None  # let SQLAlchemy's "begin" below emit BEGIN itself
             cur = dbapi_conn.cursor()
-            cur.execute("PRAGMA journal_mode=WAL")
-            cur.execute("PRAGMA busy_timeout=30000")
+            cur.execute("PRAGMA busy_timeout=30000")  # first: the journal-mode switch below may have to wait
+            _set_wal(cur)
             cur.execute("PRAGMA foreign_keys=ON")
             cur.close()
 
