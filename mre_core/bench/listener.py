@@ -18,7 +18,6 @@ Prints a table and appends a JSON line to ``--json`` (default ``bench_results.js
 from __future__ import annotations
 
 import argparse
-import json
 import socket
 import statistics
 import sys
@@ -123,9 +122,9 @@ def main(argv: list[str] | None = None) -> int:
           f"(max {r['last_to_done_max_s']:.2f})\n"
           f"of which processing (minus quiet period):           median {r['processing_median_s']:.2f} s "
           f"(max {r['processing_max_s']:.2f})")
-    with open(args.json, "a") as f:
-        f.write(json.dumps(r) + "\n")
-    print(f"appended to {args.json}", file=sys.stderr)
+    from mre_core.bench.study import append_json_line
+
+    append_json_line(args.json, r)
     return 0
 
 

@@ -439,9 +439,9 @@ def main(argv: list[str] | None = None) -> int:
           f"per study, own send → its SEG/SR:   median {r['per_study_median_s']:.2f} s "
           f"(max {r['per_study_max_s']:.2f}); {r['forwards']} objects forwarded; "
           f"{r['listener_errors']} error lines in the listener log")
-    with open(args.json, "a") as f:
-        f.write(json.dumps(r) + "\n")
-    print(f"appended to {args.json}", file=sys.stderr)
+    from mre_core.bench.study import append_json_line
+
+    append_json_line(args.json, r)
     return 0
 
 

@@ -129,10 +129,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     print(format_table(result))
-    with open(args.json, "a") as f:
-        f.write(json.dumps(result) + "\n")
-    print(f"appended to {args.json}", file=sys.stderr)
+    append_json_line(args.json, result)
     return 0
+
+
+def append_json_line(path, record: dict) -> None:
+    """Append one benchmark record as a JSON line (every benchmark's ``--json`` file) and say where."""
+    with open(path, "a") as f:
+        f.write(json.dumps(record) + "\n")
+    print(f"appended to {path}", file=sys.stderr)
 
 
 if __name__ == "__main__":
