@@ -24,8 +24,8 @@ state.setdefault("rv_saved", {})
 st.title("Review study")
 
 # ----------------------------------------------------------------------------- saved study from a link
-if "study_uid" in st.query_params:
-    with st.expander("Opened from the cohort page", expanded=True):
+if "study_uid" in st.query_params and worklist_panel.request_for_link(settings, st.query_params["study_uid"]) is None:
+    with st.expander("Opened from the cohort page", expanded=True):  # its files are not in the store
         review_panel.show_saved_study(settings, st.query_params["study_uid"], st.query_params.get("series_uid"))
 
 if not settings.weights_path.is_file():
@@ -48,7 +48,6 @@ if batch is None or not worklist_panel.show_left_out(batch):
 rs: ReviewableStudy = worklist_panel.pick_study(batch)
 auto = rs.result
 skey = f"{auto.study_uid}|{auto.series_uid}"
-edits: ReviewEdits = state["rv_edits"].get(skey, ReviewEdits())
 review_settings = dataclasses.replace(auto.settings, staging=settings.staging)
 
 # ----------------------------------------------------------------------------- layout skeleton
@@ -59,7 +58,8 @@ saved_box = st.container()
 summary_box = st.container()
 st.divider()
 st.markdown("#### Slices")
-store = review_panel.saved_revisions(saved_box, settings, auto, skey)
+store = review_panel.saved_revisions(saved_box, settings, auto, skey)  # loads the latest saved review, once
+edits: ReviewEdits = state["rv_edits"].get(skey, ReviewEdits())
 
 # ----------------------------------------------------------------------------- widgets → the edits
 view = slice_viewer.view_options(auto, skey)
@@ -74,11 +74,13 @@ state["rv_edits"][skey] = edits
 reviewed = apply_edits(rs, edits, review_settings)
 slice_viewer.show_slices(reviewed, view, skey, fig_boxes, ctl_boxes)
 slice_viewer.show_slice_table(table_box, reviewed, view)
-with summary_box:
-    review_panel.study_summary(auto, reviewed, edits, batch.read_s, batch.analyse_s)
 
 save_col, dl_col = st.columns([1, 2])
-with save_col:
+with save_col:  # before the summary and the downloads, so that they show what a click just saved
     status = review_panel.save_buttons(store, reviewed, edits, skey, auto_kpa=auto.stiffness_kpa)
+    if status.saved_revision is not None:
+        worklist_panel.keep_files(request, uploads, settings, rs, skey)
+with summary_box:
+    review_panel.study_summary(auto, reviewed, edits, status, batch.read_s, batch.analyse_s)
 with dl_col:
     downloads.download_buttons(reviewed, edits, status)

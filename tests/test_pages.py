@@ -297,11 +297,12 @@ def test_worklist_study_from_the_listener_is_opened_signed_off_and_joins_the_coh
     at.run()
     assert any("Signed off by Dr Reader" in s.value for s in at.success)
     assert list(Store(env).history(expected.study_uid)["kind"]) == ["auto", "signed_off"]
-    sign = next(b for b in at.button if b.label == "Sign off")
-    assert not sign.disabled
-    sign.click()  # signing off the same content again writes nothing and says so
-    at.run()
-    assert any("Not signed off again" in i.value and "revision 2" in i.value for i in at.info)
+    # the page agrees with the store: no "not saved yet", and the same content cannot be signed off twice
+    assert not any("not saved yet" in c.value for c in at.caption), [c.value for c in at.caption]
+    assert next(b for b in at.button if b.label == "Sign off").disabled
+    at.run()  # the next run (any widget) still shows the sign-off
+    assert next(b for b in at.button if b.label == "Sign off").disabled
+    assert any("This is revision 2, signed off by Dr Reader" in c.value for c in at.caption)
     assert list(Store(env).history(expected.study_uid)["kind"]) == ["auto", "signed_off"]
 
     cohort = AppTest.from_file(APP, default_timeout=120)
@@ -342,3 +343,104 @@ def test_draw_the_roi_opens_the_drawing_canvas_with_the_confidence_rule_said(env
     assert [b.label for b in at.button if b.label in ("Undo last shape", "Clear drawing")] == \
         ["Undo last shape", "Clear drawing"]
     assert _metric(at, "Liver stiffness") == f"{expected.stiffness_kpa:.2f} kPa"  # nothing drawn yet: unchanged
+
+
+def _show_slice(at: AppTest, skey: str, i: int) -> AppTest:
+    at.radio(key=f"rv_slice|{skey}").set_value(i).run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def test_a_signed_off_study_reopened_in_a_new_session_shows_the_sign_off_with_every_field(
+        env: str, phantom: Path, weights_dir: Path) -> None:
+    expected = _expected(phantom, weights_dir)
+    skey = f"{expected.study_uid}|{expected.series_uid}"
+    sop0, sop1 = expected.slices[0].sop_uid, expected.slices[1].sop_uid
+    at = _show_slice(_upload(_app(), study_files(phantom)), skey, 0)
+    at.slider(key=f"thr|{skey}|{sop0}").set_value(0.8)
+    at.number_input(key=f"grow|{skey}|{sop0}").set_value(-1)
+    at.text_input(key=f"who|{skey}").input("Dr Sign")
+    at.text_area(key=f"note|{skey}").input("slice 2 left out: motion")
+    at.run()
+    _show_slice(at, skey, 1).checkbox(key=f"ex|{skey}|{sop1}").check().run()
+    signed_kpa, signed_used = _metric(at, "Liver stiffness"), _metric(at, "Slices used")
+    assert signed_used.startswith(f"{expected.stiffness.n_slices_used - 1} /")
+    next(b for b in at.button if b.label == "Sign off").click().run()
+    assert any("Signed off by Dr Sign as revision 1" in s.value for s in at.success)
+    assert not any("not saved yet" in c.value for c in at.caption)  # the page agrees with what it just saved
+
+    # a new browser session: reload and upload again -> the signed-off review, not a fresh automatic result
+    again = _upload(_app(), study_files(phantom))
+    assert _metric(again, "Liver stiffness") == signed_kpa
+    assert _metric(again, "Slices used") == signed_used != f"{expected.stiffness.n_slices_used} / {len(expected.slices)}"
+    assert any("The page shows this revision" in i.value and "signed off" in i.value for i in again.info)
+    assert again.text_input(key=f"who|{skey}").value == "Dr Sign"
+    assert again.text_area(key=f"note|{skey}").value == "slice 2 left out: motion"
+    assert not any("not saved yet" in c.value for c in again.caption)
+    assert next(b for b in again.button if b.label == "Sign off").disabled  # not twice
+    pdf = next(d for d in again.get("download_button") if d.proto.label == "PDF report")
+    assert pdf.proto.help.endswith("signed off by Dr Sign")
+    _show_slice(again, skey, 0)
+    assert again.slider(key=f"thr|{skey}|{sop0}").value == pytest.approx(0.8)
+    assert again.number_input(key=f"grow|{skey}|{sop0}").value == -1
+    _show_slice(again, skey, 1)
+    assert again.checkbox(key=f"ex|{skey}|{sop1}").value is True
+
+    # an edit after the sign-off: the page and the exports say it is no longer the signed-off content
+    again.number_input(key=f"man|{skey}").set_value(2.5).run()
+    assert any("Reviewed, not saved yet" in c.value and "changed since revision 1" in c.value for c in again.caption)
+    pdf = next(d for d in again.get("download_button") if d.proto.label == "PDF report")
+    assert "not saved" in pdf.proto.help and "signed off by" not in pdf.proto.help
+    assert not next(b for b in again.button if b.label == "Sign off").disabled
+    assert list(Store(env).history(expected.study_uid)["kind"]) == ["signed_off"]
+
+
+def test_restore_brings_back_every_field_of_an_older_revision(env: str, phantom: Path, weights_dir: Path) -> None:
+    expected = _expected(phantom, weights_dir)
+    skey = f"{expected.study_uid}|{expected.series_uid}"
+    sop0 = expected.slices[0].sop_uid
+    at = _show_slice(_upload(_app(), study_files(phantom)), skey, 0)
+    at.slider(key=f"thr|{skey}|{sop0}").set_value(0.8)
+    at.text_input(key=f"who|{skey}").input("Dr One")
+    at.text_area(key=f"note|{skey}").input("first read")
+    at.run()
+    next(b for b in at.button if b.label == "Save to results store").click().run()
+    at.text_area(key=f"note|{skey}").input("second read").run()
+    at.slider(key=f"thr|{skey}|{sop0}").set_value(0.5).run()
+    next(b for b in at.button if b.label == "Save to results store").click().run()
+    assert list(Store(env).history(expected.study_uid)["revision"]) == [1, 2]
+
+    at.selectbox(key=f"rv_rev|{skey}").set_value(1).run()
+    next(b for b in at.button if b.label.startswith("Restore revision 1")).click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert at.text_input(key=f"who|{skey}").value == "Dr One"
+    assert at.text_area(key=f"note|{skey}").value == "first read"
+    _show_slice(at, skey, 0)
+    assert at.slider(key=f"thr|{skey}|{sop0}").value == pytest.approx(0.8)
+    assert any("The page shows revision 1" in i.value for i in at.info)
+    assert not any("not saved yet" in c.value for c in at.caption)
+    assert any("This is saved revision 1." in c.value for c in at.caption)
+
+
+def test_a_study_saved_from_an_upload_opens_with_its_images_from_the_cohort_link(
+        env: str, phantom: Path, weights_dir: Path) -> None:
+    expected = _expected(phantom, weights_dir)
+    skey = f"{expected.study_uid}|{expected.series_uid}"
+    at = _upload(_app(), study_files(phantom))
+    at.text_input(key=f"who|{skey}").input("Dr Link")
+    at.run()
+    next(b for b in at.button if b.label == "Sign off").click().run()
+    assert any("kept with the study" in c.value for c in at.caption)
+
+    linked = AppTest.from_file(APP, default_timeout=120)  # another session, opened by the cohort page's link
+    linked.query_params["study_uid"] = expected.study_uid
+    linked.query_params["series_uid"] = expected.series_uid
+    linked.run()
+    assert not linked.exception, [e.value for e in linked.exception]
+    assert not any(e.label == "Opened from the cohort page" for e in linked.expander)  # the study itself opened
+    assert _metric(linked, "Liver stiffness") == f"{expected.stiffness_kpa:.2f} kPa"
+    assert linked.text_input(key=f"who|{skey}").value == "Dr Link"
+    assert any("signed off" in i.value and "The page shows this revision" in i.value for i in linked.info)
+    assert linked.session_state[f"rv_slice|{skey}"] is not None  # the slices (images) are there to browse
+    worklist = _app().dataframe[0].value  # and it is on the worklist, with its result
+    assert worklist["status"].tolist() == ["signed off"]

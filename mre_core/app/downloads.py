@@ -29,7 +29,7 @@ def download_buttons(reviewed: StudyResult, edits: ReviewEdits, status: ReviewSt
     stem = exports.file_stem(reviewed)
     label = rst.status_label(status)
     d = st.columns(3)
-    d[0].download_button("Study CSV", exports.study_csv(reviewed, edits, status.saved_revision),
+    d[0].download_button("Study CSV", exports.study_csv(reviewed, edits, status.saved_revision, label),
                          f"{stem}_study.csv", "text/csv", icon=ICON, key="dl_study", on_click="ignore")
     d[1].download_button("Slices CSV", exports.slices_csv(reviewed), f"{stem}_slices.csv", "text/csv",
                          icon=ICON, key="dl_slices", on_click="ignore")

@@ -30,8 +30,10 @@ def slice_label_map(result: StudyResult) -> dict[str, str]:
     return {s.sop_uid: slice_label(numbers[s.sop_uid], s.instance_number) for s in result.slices}
 
 
-def study_csv(result: StudyResult, edits: ReviewEdits | None = None, revision: int | None = None) -> bytes:
-    """One-row CSV of the study (report columns + manual_kpa, reviewer, comment, edits, revision)."""
+def study_csv(result: StudyResult, edits: ReviewEdits | None = None, revision: int | None = None,
+              review_status: str = "") -> bytes:
+    """One-row CSV of the study (report columns + manual_kpa, reviewer, comment, edits, revision, and the review
+    status as the PDF prints it, e.g. "signed off by Dr A")."""
     table = studies_table([result])
     edits = edits or ReviewEdits()
     table["manual_kpa"] = edits.manual_kpa
@@ -39,6 +41,7 @@ def study_csv(result: StudyResult, edits: ReviewEdits | None = None, revision: i
     table["comment"] = edits.comment
     table["review_edits"] = "; ".join(edits.describe(slice_label_map(result)))
     table["saved_revision"] = revision
+    table["review_status"] = review_status
     return table.to_csv(index=False).encode("utf-8")
 
 

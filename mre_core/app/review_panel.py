@@ -2,16 +2,18 @@
 
 Owns
 
-* the saved revisions of the study: the study opened from a cohort-page link
-  (:func:`show_saved_study`), the *Saved before* banner with *Restore revision …*
-  (:func:`saved_revisions`, :func:`restore`);
+* the saved revisions of the study: opening a study loads its latest saved review from the store
+  (:func:`load_saved_review`: value, slices, edits, reviewer, comment, sign-off), the study opened from a
+  cohort-page link (:func:`mre_core.app.worklist_panel.request_for_link`; :func:`show_saved_study` when its
+  files are not kept), the
+  *Saved before* banner with *Restore revision …* (:func:`saved_revisions`, :func:`restore`);
 * the edit controls: per slice exclude / erode-dilate / threshold and *Draw the ROI* (the drawing
   widgets are :func:`mre_core.app.roi_drawing.drawing_controls`; :func:`slice_edits`), and for the
   study the manual value, reviewer and comment (:func:`review_fields`), which build the
   :class:`~mre_core.app.review_state.ReviewEdits` kept in ``rv_edits``;
 * the study summary at the top of the page (:func:`study_summary`);
-* *Save to results store* and *Sign off* (:func:`save_buttons`), which record ``rv_saved`` and
-  ``rv_signed``.
+* *Save to results store* and *Sign off* (:func:`save_buttons`), which record ``rv_saved``,
+  ``rv_signed`` and ``rv_baseline`` (the content key of the saved edits: a later edit is "not saved yet").
 
 Whether a study is automatic, reviewed, saved or signed off, and what the page says about it,
 is decided in :mod:`.review_status`; this module draws it.
@@ -19,6 +21,7 @@ is decided in :mod:`.review_status`; this module draws it.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable
 from typing import Any
 
@@ -75,28 +78,71 @@ def edit_widget_keys(keys: Iterable[Any], skey: str) -> list[str]:
     return [k for k in keys if isinstance(k, str) and k.startswith(EDIT_KEY_PREFIXES) and skey in k]
 
 
-def restore(store: Any, study_uid: str, series_uid: str, skey: str, revision: int) -> None:
-    """Callback of *Restore revision …*: its edits become the review's, the edit widgets start afresh."""
+def _adopt(skey: str, saved: Any) -> None:
+    """Make the saved revision ``saved`` the review of ``skey``: its edits (a review or sign-off; an automatic
+    revision is the model's result, so no edits), its number, its sign-off, and the widgets start afresh."""
     state = st.session_state
-    saved = store.load_revision(study_uid, series_uid, revision)
-    state["rv_edits"][skey] = ReviewEdits.from_saved(saved.edits, saved.rois)
+    reviewed = saved.kind != rst.RevisionKind.AUTO.value
+    excluded = set(saved.slices.loc[saved.slices["excluded"].astype(bool), "sop_uid"]) if reviewed and \
+        not saved.slices.empty else set()
+    edits = ReviewEdits.from_saved(saved.edits, saved.rois, excluded) if reviewed else ReviewEdits()
+    state["rv_edits"][skey] = edits
+    state["rv_saved"][skey] = int(saved.revision)
+    state.setdefault("rv_signed", {})[skey] = saved.reviewer if saved.kind == rst.RevisionKind.SIGNED_OFF.value \
+        else None
+    state.setdefault("rv_baseline", {})[skey] = edits.content_key()
     for k in edit_widget_keys(list(state), skey):
         del state[k]
     roi_drawing.reset_study(skey)  # the restored ROIs already hold what was drawn: the canvases start empty
 
 
+def load_saved_review(store: Any | None, auto: StudyResult, skey: str) -> None:
+    """Once per study and browser session: start the review from the study's latest saved revision.
+
+    Whichever way the study was opened (upload, worklist, cohort link), the page then shows what the store
+    holds — the signed-off value, the slices used, the reviewer's edits, name and comment — not a fresh
+    automatic result."""
+    state = st.session_state
+    loaded = state.setdefault("rv_loaded", {})
+    if store is None or skey in loaded:
+        return
+    try:
+        saved = store.load_revision(auto.study_uid, auto.series_uid)
+    except StoreError:
+        return  # the banner says the store is unavailable
+    loaded[skey] = None if saved is None else int(saved.revision)
+    if saved is not None:
+        _adopt(skey, saved)
+
+
+def restore(store: Any, study_uid: str, series_uid: str, skey: str, revision: int) -> None:
+    """Callback of *Restore revision …*: that revision becomes the review (every field), the widgets start afresh."""
+    saved = store.load_revision(study_uid, series_uid, revision)
+    _adopt(skey, saved)
+    st.session_state.setdefault("rv_loaded", {})[skey] = int(revision)
+
+
 def saved_revisions(box: DeltaGenerator, settings: Settings, auto: StudyResult, skey: str) -> Any | None:
-    """The *Saved before* banner and restore button in ``box``; returns the store (``None``: unavailable)."""
+    """Load the latest saved review (first time only), then the *Saved before* banner and restore button in
+    ``box``; returns the store (``None``: unavailable)."""
     try:
         store = get_store(settings)
         history = store.history(auto.study_uid, auto.series_uid)
     except StoreError as exc:
         box.error(f"The results store cannot be opened, so nothing can be saved: {exc}")
         return None
+    load_saved_review(store, auto, skey)
     if history.empty:
         return store
+    state = st.session_state
+    shown = state["rv_saved"].get(skey)
     with box:
-        st.info(rst.saved_before_message(len(history), history.iloc[-1].to_dict()), icon=":material/history:")
+        latest = history.iloc[-1].to_dict()
+        st.info(rst.saved_before_message(len(history), latest, shown), icon=":material/history:")
+        if shown is not None and int(latest["revision"]) > shown and state.get("rv_loaded", {}).get(skey) != \
+                int(latest["revision"]):
+            st.warning(f"Revision {latest['revision']} was saved ({latest['kind']}, {latest['reviewer'] or 'no name'}) "
+                       f"after this page loaded revision {shown}; restore it to see it.", icon=":material/sync_problem:")
         c1, c2 = st.columns([1, 3])
         rev = c1.selectbox("Revision", list(history["revision"]), index=len(history) - 1, key=f"rv_rev|{skey}",
                            label_visibility="collapsed")
@@ -191,7 +237,7 @@ def _provenance(auto: StudyResult, read_s: float, analyse_s: float) -> None:
                 f"**Confidence region** {series.confidence_rule or '—'}")
 
 
-def study_summary(auto: StudyResult, reviewed: StudyResult, edits: ReviewEdits, read_s: float,
+def study_summary(auto: StudyResult, reviewed: StudyResult, edits: ReviewEdits, status: ReviewStatus, read_s: float,
                   analyse_s: float) -> None:
     """Stiffness, stage, QC, what the review changed, model / unit / timing, and the staging table used."""
     _summary_metrics(auto, reviewed, edits)
@@ -201,7 +247,7 @@ def study_summary(auto: StudyResult, reviewed: StudyResult, edits: ReviewEdits, 
                    icon=":material/warning:")
     else:
         st.success("Quality control: no flags.", icon=":material/check_circle:")
-    caption = rst.unsaved_review_caption(edits.is_reviewed, edits.describe(slice_label_map(auto)), auto.stiffness_kpa,
+    caption = rst.unsaved_review_caption(status, edits.describe(slice_label_map(auto)), auto.stiffness_kpa,
                                          auto.stage.stage.label if auto.stage else None)
     if caption is not None:
         st.caption(caption)
@@ -215,10 +261,14 @@ def study_summary(auto: StudyResult, reviewed: StudyResult, edits: ReviewEdits, 
 
 # ----------------------------------------------------------------------------- save + sign off
 def session_status(edits: ReviewEdits, skey: str, store_available: bool) -> ReviewStatus:
-    """The study's :class:`~mre_core.app.review_status.ReviewStatus` from the edits and ``rv_saved`` / ``rv_signed``."""
+    """The study's :class:`~mre_core.app.review_status.ReviewStatus` from the edits and the saved revision they
+    start from (``rv_saved`` / ``rv_signed`` / ``rv_baseline``, set from the store)."""
     state = st.session_state
+    saved = state["rv_saved"].get(skey)
+    baseline = state.get("rv_baseline", {}).get(skey)
     return ReviewStatus(is_reviewed=edits.is_reviewed, reviewer=edits.reviewer, store_available=store_available,
-                        saved_revision=state["rv_saved"].get(skey), signed_by=state.get("rv_signed", {}).get(skey))
+                        saved_revision=saved, signed_by=state.get("rv_signed", {}).get(skey),
+                        unsaved_changes=saved is not None and baseline is not None and edits.content_key() != baseline)
 
 
 def _save(store: Any, reviewed: StudyResult, edits: ReviewEdits, kind: str, auto_kpa: float | None = None) -> int:
@@ -227,36 +277,68 @@ def _save(store: Any, reviewed: StudyResult, edits: ReviewEdits, kind: str, auto
                       manual_kpa=edits.manual_kpa, edits=edits.to_json(), auto_kpa=auto_kpa)
 
 
+def _record(skey: str, status: ReviewStatus, edits: ReviewEdits) -> None:
+    """Remember the revision just written: the page now shows it (no "not saved yet")."""
+    state = st.session_state
+    state["rv_saved"][skey] = status.saved_revision
+    state.setdefault("rv_signed", {})[skey] = status.signed_by
+    state.setdefault("rv_baseline", {})[skey] = edits.content_key()
+    state.setdefault("rv_loaded", {})[skey] = status.saved_revision
+
+
+def _write(store: Any, reviewed: StudyResult, edits: ReviewEdits, skey: str, status: ReviewStatus, sign: bool,
+           auto_kpa: float | None) -> tuple[str, str]:
+    """Save (or sign off) the review; returns the message to show: ``(kind, text)``, kind success/info/error."""
+    try:
+        if sign:
+            status = rst.after_sign_off(status, _save(store, reviewed, edits, rst.RevisionKind.SIGNED_OFF.value,
+                                                      auto_kpa))
+            _record(skey, status, edits)
+            return "success", rst.signed_off_message(status)
+        status = rst.after_save(status, _save(store, reviewed, edits, rst.save_kind(status).value, auto_kpa))
+        _record(skey, status, edits)
+        return "success", rst.saved_message(status.saved_revision)
+    except AlreadySignedOff as done:  # the same content twice (e.g. two readers at once): one sign-off
+        _record(skey, dataclasses.replace(status, saved_revision=done.revision, signed_by=done.reviewer,
+                                          unsaved_changes=False), edits)
+        return "info", f"Not signed off again: {done}."
+    except Exception as exc:  # noqa: BLE001 - the reader must see why nothing was saved
+        return "error", (rst.sign_off_failed_message if sign else rst.save_failed_message)(exc)
+
+
+def _show_message(message: tuple[str, str] | None, box: Any = st) -> None:
+    if message is not None:
+        kind, text = message
+        icon = {"success": ":material/task_alt:", "info": ":material/verified:", "error": ":material/error:"}[kind]
+        getattr(box, kind)(text, icon=icon)
+
+
 def save_buttons(store: Any | None, reviewed: StudyResult, edits: ReviewEdits, skey: str,
                  auto_kpa: float | None = None) -> ReviewStatus:
-    """*Save to results store* and *Sign off*; returns the study's status after this run's clicks."""
+    """*Save to results store* and *Sign off*; returns the study's status.
+
+    A click saves with this run's edits and then runs the page again, so that every part of it — the summary,
+    these buttons (*Sign off* disabled once signed off), the downloads — shows what was just saved; the
+    message of the click is shown in that run."""
     state = st.session_state
     status = session_status(edits, skey, store is not None)
-    if st.button("Save to results store", type="primary", icon=":material/save:", disabled=not rst.can_save(status),
-                 help="Adds a new revision; earlier revisions are kept"):
-        try:
-            status = rst.after_save(status, _save(store, reviewed, edits, rst.save_kind(status).value, auto_kpa))
-            state["rv_saved"][skey] = status.saved_revision
-            st.success(rst.saved_message(status.saved_revision), icon=":material/task_alt:")
-        except Exception as exc:  # noqa: BLE001 - the reader must see why nothing was saved
-            st.error(rst.save_failed_message(exc))
+    message = state.setdefault("rv_msg", {}).pop(skey, None)
+    save = st.button("Save to results store", type="primary", icon=":material/save:",
+                     disabled=not rst.can_save(status), help="Adds a new revision; earlier revisions are kept")
+    if message is not None and message[0] != "error":
+        _show_message(message)
     elif (caption := rst.session_caption(status)) is not None:
         st.caption(caption)
-    if st.button("Sign off", icon=":material/verified:", disabled=not rst.can_sign_off(status),
-                 help="Save this review as signed off by the reviewer named above (enter your name first)"):
-        try:
-            status = rst.after_sign_off(status, _save(store, reviewed, edits, rst.RevisionKind.SIGNED_OFF.value,
-                                                           auto_kpa))
-            state["rv_saved"][skey] = status.saved_revision
-            state.setdefault("rv_signed", {})[skey] = status.signed_by
-            st.success(rst.signed_off_message(status), icon=":material/verified:")
-        except AlreadySignedOff as done:  # the same content twice: the store keeps one sign-off
-            state["rv_saved"][skey] = done.revision
-            st.info(f"Not signed off again: {done}.", icon=":material/verified:")
-        except Exception as exc:  # noqa: BLE001 - the reader must see why nothing was saved
-            st.error(rst.sign_off_failed_message(exc))
+    sign = st.button("Sign off", icon=":material/verified:", disabled=not rst.can_sign_off(status),
+                     help="Save this review as signed off by the reviewer named above (enter your name first; a "
+                          "signed-off revision is not signed off again unless something changed)")
+    if message is not None and message[0] == "error":
+        _show_message(message)
+    if save or sign:
+        state["rv_msg"][skey] = _write(store, reviewed, edits, skey, status, sign, auto_kpa)
+        st.rerun()
     return status
 
 
-__all__ = ["EDIT_KEY_PREFIXES", "edit_widget_keys", "restore", "review_fields", "save_buttons", "saved_revisions",
+__all__ = ["EDIT_KEY_PREFIXES", "edit_widget_keys", "load_saved_review", "restore", "review_fields", "save_buttons", "saved_revisions",
            "session_status", "show_saved_study", "slice_edits", "study_summary"]

@@ -9,7 +9,9 @@ from the edits:
 * exclude / include a slice (left out of the study value, still shown);
 * a per-slice threshold on the stored probability (ROI = prob > t ∩ confidence, specks removed);
 * erode (negative) or dilate (positive) the ROI by whole pixels, staying inside the confidence region;
-* a restored ROI (from a saved revision) used as is;
+* a restored ROI (from a saved revision) used as is — as long as the slice's threshold and erode/dilate are
+  those it was saved with (:attr:`ReviewEdits.restored`); changing either rebuilds the ROI from the
+  probability map with the new values and applies the outlines saved with it again;
 * a drawn ROI (:mod:`.roi_drawing`): the reader's outlines add to, erase from or replace the ROI
   above, at native pixels, kept inside the confidence region and measured on the original kPa
   values; it is the reader's ROI, so the automatic ROI guardrails no longer leave the slice out;
@@ -21,10 +23,11 @@ Edits serialise to JSON (:meth:`ReviewEdits.to_json`) and are saved with each re
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from dataclasses import dataclass, field, replace
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import numpy as np
@@ -73,6 +76,8 @@ class ReviewEdits:
     drawings: dict[str, tuple[Shape, ...]] = field(default_factory=dict)  #: the reader's outlines by SOP UID
     #: restored ROIs that were drawn by hand: ``{"kind": "edited"|"replaced", "by": name, "shapes": [...]}`` by SOP UID
     drawn_before: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: the slice edits a restored revision was saved with (its ROIs in ``roi_override`` already include them)
+    restored: dict[str, SliceEdit] = field(default_factory=dict)
 
     def slice(self, sop_uid: str) -> SliceEdit:
         return self.slices.get(sop_uid, SliceEdit())
@@ -166,6 +171,10 @@ class ReviewEdits:
             lines.append(f"manual measurement {self.manual_kpa:.2f} kPa")
         return lines
 
+    def content_key(self) -> str:
+        """The edits as one string: equal keys mean the same review (for "changed since it was saved")."""
+        return json.dumps(self.to_json(), sort_keys=True, default=str)
+
     def to_json(self) -> dict[str, Any]:
         """JSON-safe dict (restored ROIs are saved as the slices' masks, not here)."""
         return {
@@ -188,14 +197,27 @@ class ReviewEdits:
         return out
 
     @classmethod
-    def from_saved(cls, edits_json: dict[str, Any], rois: dict[str, np.ndarray] | None = None) -> ReviewEdits:
-        """Edits that reproduce a saved revision: its exclusions, manual value and comment, and its ROI
-        masks used as they were saved (so the saved review shows even if the model changed)."""
-        excluded = {k: SliceEdit(excluded=True) for k, v in edits_json.get("slices", {}).items() if v.get("excluded")}
+    def from_saved(cls, edits_json: dict[str, Any], rois: dict[str, np.ndarray] | None = None,
+                   excluded: Iterable[str] = ()) -> ReviewEdits:
+        """Edits that reproduce a saved revision: its slice edits (exclusions, thresholds, erode/dilate — shown
+        as saved), manual value, reviewer and comment, and its ROI masks used as they were saved (so the saved
+        review shows even if the model changed). ``excluded``: slices the revision left out for any reason
+        (the reader's exclusions and the automatic guardrails'), so the restored value is the saved one."""
         rois = dict(rois or {})
+        saved = {k: SliceEdit(excluded=bool(v.get("excluded")), grow_px=int(v.get("grow_px") or 0),
+                              threshold=v.get("threshold"))
+                 for k, v in (edits_json.get("slices") or {}).items()}
+        for sop in set(excluded) & set(rois):
+            saved[sop] = replace(saved.get(sop, SliceEdit()), excluded=True)
+        slices = {k: v for k, v in saved.items() if not v.is_default}
+        restored = {k: v for k, v in slices.items() if k in rois}
         drawn = {k: dict(v) for k, v in (edits_json.get("roi_drawn") or {}).items() if k in rois}
-        return cls(slices=excluded, manual_kpa=edits_json.get("manual_kpa"), comment=edits_json.get("comment", ""),
-                   reviewer=edits_json.get("reviewer", ""), roi_override=rois, drawn_before=drawn)
+        return cls(slices=slices, manual_kpa=edits_json.get("manual_kpa"), comment=edits_json.get("comment", ""),
+                   reviewer=edits_json.get("reviewer", ""), roi_override=rois, drawn_before=drawn, restored=restored)
+
+    def saved_shapes(self, sop_uid: str) -> tuple[Shape, ...]:
+        """The outlines a restored revision drew on slice ``sop_uid`` (none: not drawn by hand)."""
+        return tuple(Shape.from_json(d) for d in self.drawn_before.get(sop_uid, {}).get("shapes", []))
 
 
 @dataclass(frozen=True, eq=False)
@@ -218,12 +240,16 @@ def _edited_slice(rs: ReviewableStudy, i: int, edits: ReviewEdits, settings: Set
     e = rs.result.study.series.slices[i]
     edit = edits.slice(base.sop_uid)
     drawing = edits.drawing(base.sop_uid)
-    if base.sop_uid in edits.roi_override:  # the reader's own ROI: no automatic guardrail applies
-        roi = np.asarray(edits.roi_override[base.sop_uid], dtype=bool) & e.confidence & np.isfinite(e.kpa)
-        roi = adjust_roi(roi, e.confidence, e.kpa, edit.grow_px)
-        if drawing:
-            roi = drawn_roi(roi, drawing, e.confidence, e.kpa)
-        return measure_slice(e, roi, base.predicted_mask, settings, excluded=edit.excluded)
+    if base.sop_uid in edits.roi_override:
+        saved = edits.restored.get(base.sop_uid, SliceEdit())
+        if (edit.threshold, edit.grow_px) == (saved.threshold, saved.grow_px):
+            # the saved ROI as it was saved (the reader's, reviewed: no automatic guardrail applies)
+            roi = np.asarray(edits.roi_override[base.sop_uid], dtype=bool) & e.confidence & np.isfinite(e.kpa)
+            if drawing:
+                roi = drawn_roi(roi, drawing, e.confidence, e.kpa)
+            return measure_slice(e, roi, base.predicted_mask, settings, excluded=edit.excluded)
+        # threshold or erode/dilate changed after the restore: rebuilt below, with the saved outlines again
+        drawing = (*edits.saved_shapes(base.sop_uid), *drawing)
     auto = base
     if edit.threshold is not None and edit.threshold != rs.threshold:
         auto = slice_result(e, rs.probabilities[i], edit.threshold, settings)

@@ -14,7 +14,11 @@ the session's record of saves, and ask this module
 * the study-level texts that compare the review with the automatic result or with what was
   saved before (:func:`unsaved_review_caption`, :func:`stiffness_delta`, :func:`saved_before_message`).
 
-A sign-off is remembered for the browser session: later edits do not undo it (as before the split).
+The status comes from the store, not from the browser session: opening a study (upload, worklist, cohort
+link) loads its latest saved revision (:func:`mre_core.app.review_panel.load_saved_review`), and a save or a
+sign-off moves it on. ``unsaved_changes`` compares the edits with what that revision holds: an edit after a
+sign-off makes the study *reviewed, not signed off* again until it is saved or signed off anew (the
+exports then say so), and a signed-off study with no change cannot be signed off twice.
 """
 
 from __future__ import annotations
@@ -38,10 +42,10 @@ class RevisionKind(str, Enum):
 class ReviewState(Enum):
     """Where the study under review stands in this browser session."""
 
-    AUTO = "auto"  #: the model's result, nothing edited, not saved in this session
-    REVIEWED = "reviewed"  #: edited (ROI, manual value or comment), not saved in this session
-    SAVED = "saved"  #: saved in this session (a new revision), not signed off
-    SIGNED_OFF = "signed_off"  #: signed off in this session, by :attr:`ReviewStatus.signed_by`
+    AUTO = "auto"  #: the model's result, nothing edited (saved or not)
+    REVIEWED = "reviewed"  #: edited (ROI, manual value or comment), the edits not saved yet
+    SAVED = "saved"  #: what the page shows is a saved revision, not signed off
+    SIGNED_OFF = "signed_off"  #: what the page shows is a revision signed off by :attr:`ReviewStatus.signed_by`
 
 
 @dataclass(frozen=True)
@@ -58,9 +62,13 @@ class ReviewStatus:
     store_available : bool
         The results store could be opened (nothing can be saved otherwise).
     saved_revision : int or None
-        The revision number saved in this session (``rv_saved``), ``None`` if none.
+        The saved revision the review starts from (loaded from the store, restored, or saved on this page;
+        ``rv_saved``), ``None`` if the study was never saved.
     signed_by : str or None
-        Who signed the study off in this session (``rv_signed``), ``None`` if nobody.
+        Who signed that revision off (``rv_signed``), ``None`` if it is not a sign-off.
+    unsaved_changes : bool
+        The edits differ from what ``saved_revision`` holds (always ``False`` when nothing was saved: then
+        :attr:`is_reviewed` alone decides).
     """
 
     is_reviewed: bool = False
@@ -68,6 +76,7 @@ class ReviewStatus:
     store_available: bool = True
     saved_revision: int | None = None
     signed_by: str | None = None
+    unsaved_changes: bool = False
 
 
 def fmt(x: float | None, unit: str = "", digits: int = 2) -> str:
@@ -82,11 +91,15 @@ def fmt(x: float | None, unit: str = "", digits: int = 2) -> str:
 
 
 def review_state(status: ReviewStatus) -> ReviewState:
-    """The state: signed off beats saved, saved beats reviewed.
+    """The state: unsaved changes beat everything, then signed off beats saved, saved beats reviewed.
 
     >>> review_state(ReviewStatus(is_reviewed=True, saved_revision=2)).value
     'saved'
+    >>> review_state(ReviewStatus(is_reviewed=True, saved_revision=2, signed_by="Dr A", unsaved_changes=True)).value
+    'reviewed'
     """
+    if status.unsaved_changes and status.saved_revision is not None:
+        return ReviewState.REVIEWED if status.is_reviewed else ReviewState.AUTO
     if status.signed_by:
         return ReviewState.SIGNED_OFF
     if status.saved_revision is not None:
@@ -98,7 +111,10 @@ def status_label(status: ReviewStatus) -> str:
     """The status printed on the PDF and in the download help (saving alone does not change it)."""
     if review_state(status) is ReviewState.SIGNED_OFF:
         return f"signed off by {status.signed_by}"
-    return "reviewed, not signed off" if status.is_reviewed else "automatic result, not reviewed"
+    label = "reviewed, not signed off" if status.is_reviewed else "automatic result, not reviewed"
+    if status.unsaved_changes and status.saved_revision is not None:
+        label += f" (changed since saved revision {status.saved_revision}; not saved)"
+    return label
 
 
 def save_kind(status: ReviewStatus) -> RevisionKind:
@@ -112,23 +128,26 @@ def can_save(status: ReviewStatus) -> bool:
 
 
 def can_sign_off(status: ReviewStatus) -> bool:
-    """*Sign off* needs the store and a reviewer's name."""
-    return status.store_available and bool(status.reviewer.strip())
+    """*Sign off* needs the store and a reviewer's name, and something not signed off yet (a signed-off
+    revision with no change since is not signed off twice)."""
+    return (status.store_available and bool(status.reviewer.strip())
+            and review_state(status) is not ReviewState.SIGNED_OFF)
 
 
 def after_save(status: ReviewStatus, revision: int) -> ReviewStatus:
-    """The status once *Save* wrote ``revision``."""
-    return dataclasses.replace(status, saved_revision=revision)
+    """The status once *Save* wrote ``revision`` (a plain save is not a sign-off)."""
+    return dataclasses.replace(status, saved_revision=revision, signed_by=None, unsaved_changes=False)
 
 
 def after_sign_off(status: ReviewStatus, revision: int) -> ReviewStatus:
     """The status once *Sign off* wrote ``revision``, signed by the reviewer named."""
-    return dataclasses.replace(status, saved_revision=revision, signed_by=status.reviewer)
+    return dataclasses.replace(status, saved_revision=revision, signed_by=status.reviewer, unsaved_changes=False)
 
 
 def verifying_observer(status: ReviewStatus) -> str | None:
-    """Who the DICOM SR names as verifying observer (``None``: the SR stays UNVERIFIED)."""
-    return status.signed_by or None
+    """Who the DICOM SR names as verifying observer (``None``: the SR stays UNVERIFIED; also after an edit
+    made since the sign-off)."""
+    return status.signed_by if review_state(status) is ReviewState.SIGNED_OFF else None
 
 
 def saved_message(revision: int) -> str:
@@ -152,10 +171,15 @@ def sign_off_failed_message(exc: Exception) -> str:
 
 
 def session_caption(status: ReviewStatus) -> str | None:
-    """The reminder under *Save* when this session saved the study before (``None``: nothing to say)."""
+    """The line under *Save*: which saved revision the page shows, or that it changed since (``None``: never saved)."""
     if status.saved_revision is None:
         return None
-    return f"Last saved in this session: revision {status.saved_revision}."
+    if status.unsaved_changes:
+        return f"Changed since revision {status.saved_revision}; not saved yet."
+    if review_state(status) is ReviewState.SIGNED_OFF:
+        return (f"This is revision {status.saved_revision}, signed off by {status.signed_by}. "
+                "Change something to save or sign off a new revision.")
+    return f"This is saved revision {status.saved_revision}."
 
 
 def sr_help(status: ReviewStatus) -> str:
@@ -164,14 +188,15 @@ def sr_help(status: ReviewStatus) -> str:
             + ("; VERIFIED" if verifying_observer(status) else "; UNVERIFIED until signed off"))
 
 
-def unsaved_review_caption(is_reviewed: bool, edit_lines: Sequence[str], auto_kpa: float | None,
+def unsaved_review_caption(status: ReviewStatus, edit_lines: Sequence[str], auto_kpa: float | None,
                            auto_stage: str | None) -> str | None:
-    """The summary's note that the review differs from the automatic result (``None`` when it does not).
+    """The summary's note that the review has edits not saved yet (``None`` when what is shown is saved, or
+    is the untouched automatic result).
 
     Parameters
     ----------
-    is_reviewed : bool
-        See :attr:`ReviewStatus.is_reviewed`.
+    status : ReviewStatus
+        The study's status (:func:`review_state` must be *reviewed*).
     edit_lines : sequence of str
         The edits in words (:meth:`~mre_core.app.review_state.ReviewEdits.describe`).
     auto_kpa : float or None
@@ -179,9 +204,10 @@ def unsaved_review_caption(is_reviewed: bool, edit_lines: Sequence[str], auto_kp
     auto_stage : str or None
         The automatic stage label, ``None`` when unstaged.
     """
-    if not is_reviewed:
+    if review_state(status) is not ReviewState.REVIEWED:
         return None
-    return (":pencil2: **Reviewed, not saved yet** — " + ("; ".join(edit_lines) or "comment only")
+    since = f" (changed since revision {status.saved_revision})" if status.unsaved_changes else ""
+    return (f":pencil2: **Reviewed, not saved yet**{since} — " + ("; ".join(edit_lines) or "comment only")
             + f". Automatic value: {fmt(auto_kpa, 'kPa')} ({auto_stage if auto_stage is not None else '—'}).")
 
 
@@ -190,12 +216,18 @@ def stiffness_delta(changes_roi: bool, reviewed_kpa: float, auto_kpa: float) -> 
     return None if not changes_roi else f"{reviewed_kpa - auto_kpa:+.2f} vs automatic"
 
 
-def saved_before_message(n_revisions: int, last: Mapping[str, Any]) -> str:
-    """The banner of a study with saved revisions; ``last`` is the latest row of the store's history."""
-    return (f"**Saved before:** {n_revisions} revision(s). Latest: revision {last['revision']} "
-            f"({last['kind']}, {last['reviewer'] or 'no name'}, {last['created_utc']}): "
+def saved_before_message(n_revisions: int, last: Mapping[str, Any], shown: int | None = None) -> str:
+    """The banner of a study with saved revisions; ``last`` is the latest row of the store's history, ``shown``
+    the revision the review on the page starts from (``None``: the model's result, not a saved revision)."""
+    text = (f"**Saved before:** {n_revisions} revision(s). Latest: revision {last['revision']} "
+            f"({str(last['kind']).replace('_', ' ')}, {last['reviewer'] or 'no name'}, {last['created_utc']}): "
             f"{fmt(last['stiffness_kpa'], 'kPa')}, {last['stage'] or 'no stage'}"
             + (f" — “{last['comment']}”" if last["comment"] else ""))
+    if shown is None:
+        return text
+    if int(shown) == int(last["revision"]):
+        return text + ". **The page shows this revision.**"
+    return text + f". **The page shows revision {shown}** (restored)."
 
 
 __all__ = ["ReviewState", "ReviewStatus", "RevisionKind", "after_save", "after_sign_off", "can_save",

@@ -7,7 +7,10 @@ Owns
 * the upload / demo inputs (:func:`study_input`) and the request they make (``rv_request``);
 * opening the requested study (:func:`open_batch`): reading and analysing it once per request and
   settings (``rv_batch``, ``rv_key``), the files left out (:func:`show_left_out`) and, for an
-  upload holding several studies, which one is reviewed (:func:`pick_study`).
+  upload holding several studies, which one is reviewed (:func:`pick_study`);
+* a study opened from a link (the cohort page's ``?study_uid=…``): from its kept or received files
+  (:func:`request_for_link`);
+* keeping an uploaded study's files once it is saved (:func:`keep_files`), so it opens with its images later.
 
 The decisions are pure functions (:func:`worklist_caption`, :func:`next_request`,
 :func:`analysis_key`, :func:`study_labels`); the rest draws Streamlit widgets.
@@ -27,6 +30,7 @@ from mre_core.app.review_state import ReviewableStudy, ReviewBatch, analyze_sour
 from mre_core.config import Settings
 from mre_core.model.network import WeightsError
 from mre_core.store.results import StoreError
+from mre_core.workflow.keep import keep_study_files
 from mre_core.workflow.worklist import REVIEW_STATUS, worklist
 
 #: ``rv_request``: ``("demo", seed)``, ``("inbox", study_uid)`` or ``("upload", upload signature)``
@@ -107,6 +111,41 @@ def study_input() -> tuple[Request | None, list[Any]]:
     return state.get("rv_request"), uploads
 
 
+def request_for_link(settings: Settings, study_uid: str) -> Request | None:
+    """``("inbox", study_uid)`` when the store has the study's files (received by DICOM, or kept when an upload
+    was saved), once per link and browser session; ``None``: no files (the page shows the saved numbers)."""
+    state = st.session_state
+    if state.get("rv_link") == study_uid:
+        return state.get("rv_link_request")
+    try:
+        files = get_inbox(settings).files(study_uid)
+    except (StoreError, OSError):
+        files = []
+    request = ("inbox", study_uid) if any(Path(f).is_file() for f in files) else None
+    state["rv_link"], state["rv_link_request"] = study_uid, request
+    if request is not None:
+        state["rv_request"] = request
+    return request
+
+
+def keep_files(request: Request, uploads: list[Any], settings: Settings, rs: ReviewableStudy, skey: str) -> None:
+    """After a save: file the upload's instances of this study into the inbox (once per study and session), so
+    that the cohort page, the worklist and a later session open it with its images."""
+    state = st.session_state
+    kept = state.setdefault("rv_kept", {})
+    if request[0] == "inbox" or kept.get(skey):
+        return
+    try:
+        done = keep_study_files(get_inbox(settings), _sources(request, uploads, settings), rs.result.study_uid,
+                                rs.result.series_uid, settings.max_file_bytes)
+    except (StoreError, OSError) as exc:
+        st.warning(f"The result is saved, but the study's files could not be kept ({exc}); to see its images "
+                   "later, upload it again.", icon=":material/warning:")
+        return
+    kept[skey] = True
+    st.caption(f"Files: {done.describe()} (the study opens with its images from the cohort page and the worklist).")
+
+
 def analysis_key(request: Request, settings: Settings) -> tuple:
     """What the analysis depends on: the same key means the batch in session state is still valid."""
     return (request, settings.profile, settings.custom_kpa_per_unit, settings.device, settings.model_name,
@@ -172,5 +211,5 @@ def pick_study(batch: ReviewBatch) -> ReviewableStudy:
     return batch.studies[pick]
 
 
-__all__ = ["analysis_key", "next_request", "open_batch", "pick_study", "show_left_out", "show_worklist",
-           "study_input", "study_labels", "worklist_caption"]
+__all__ = ["analysis_key", "keep_files", "next_request", "open_batch", "pick_study", "request_for_link",
+           "show_left_out", "show_worklist", "study_input", "study_labels", "worklist_caption"]

@@ -51,6 +51,9 @@ from mre_core.store.schema import forwards, inbox_instances, inbox_studies, outp
 log = logging.getLogger(__name__)
 
 RECEIVING, PROCESSING, DONE, NOT_ANALYSED, FAILED = "receiving", "processing", "done", "not analysed", "failed"
+#: The source files of a study that was uploaded in the browser and saved there, kept so that it opens with its
+#: images from any page (:func:`mre_core.workflow.keep.keep_study_files`); never taken by a worker.
+KEPT = "kept"
 PENDING, SENDING, SENT = "pending", "sending", "sent"
 DEFAULT_LEASE_S = 600.0  #: a claim older than this is taken as abandoned (a worker on another host died)
 
@@ -130,11 +133,13 @@ class Inbox:
             return conn.execute(sa.select(inbox_instances.c.sop_uid)
                                 .where(inbox_instances.c.sop_uid == sop_uid)).first() is not None
 
-    def add(self, keys: InstanceKeys, data: bytes, origin: str, now: float | None = None) -> bool:
+    def add(self, keys: InstanceKeys, data: bytes, origin: str, now: float | None = None, kept: bool = False) -> bool:
         """File one instance (bytes of a DICOM file with preamble); ``False`` if it was a duplicate.
 
         The file is on disk before the row is written; a duplicate SOP Instance UID keeps the
-        first copy and changes nothing.
+        first copy and changes nothing. ``kept``: a file of a study reviewed from an upload, filed so the
+        study can be opened again — its study row is ``kept`` (a new one) or left in its state (an
+        existing one), so no worker analyses it because of this file.
         """
         if self.has(keys.sop_uid):
             return False
@@ -143,9 +148,9 @@ class Inbox:
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         tmp.write_bytes(data)
         os.replace(tmp, path)
-        return self._register(keys, path, origin, time.time() if now is None else now)
+        return self._register(keys, path, origin, time.time() if now is None else now, kept)
 
-    def _register(self, keys: InstanceKeys, path: Path, origin: str, now: float) -> bool:
+    def _register(self, keys: InstanceKeys, path: Path, origin: str, now: float, kept: bool = False) -> bool:
         """Register one filed instance and create or touch its study row; ``False`` for a duplicate SOP instance.
 
         Two different instances of a new study may arrive at once (two associations): the later study INSERT
@@ -156,25 +161,28 @@ class Inbox:
                 conn.execute(inbox_instances.insert().values(
                     sop_uid=keys.sop_uid, study_uid=keys.study_uid, series_uid=keys.series_uid, path=str(path),
                     received_at=now, origin=origin))
-                if not self._touch_study(conn, keys.study_uid, now):
+                if not self._touch_study(conn, keys.study_uid, now, kept):
                     try:
                         with conn.begin_nested():
                             conn.execute(inbox_studies.insert().values(
                                 study_uid=keys.study_uid, patient_id=keys.patient_id, patient_name=keys.patient_name,
-                                study_date=keys.study_date, origin=origin, status=RECEIVING, n_instances=1,
-                                first_received_at=now, last_received_at=now, quiet_from=now, attempts=0,
-                                detail="", claimed_by=""))
+                                study_date=keys.study_date, origin=origin, status=KEPT if kept else RECEIVING,
+                                n_instances=1, first_received_at=now, last_received_at=now, quiet_from=now,
+                                attempts=0, detail="", claimed_by=""))
                     except IntegrityError:  # created meanwhile by the other arrival
-                        self._touch_study(conn, keys.study_uid, now)
+                        self._touch_study(conn, keys.study_uid, now, kept)
             return True
         except IntegrityError:  # the same SOP instance registered concurrently: a duplicate
             return False
 
     @staticmethod
-    def _touch_study(conn, study_uid: str, now: float) -> bool:
-        """One more instance for an existing study row (back to ``receiving``); ``False`` if there is no row."""
-        res = conn.execute(inbox_studies.update().where(inbox_studies.c.study_uid == study_uid).values(
-            status=RECEIVING, n_instances=inbox_studies.c.n_instances + 1, last_received_at=now, quiet_from=now))
+    def _touch_study(conn, study_uid: str, now: float, kept: bool = False) -> bool:
+        """One more instance for an existing study row (back to ``receiving``; a ``kept`` file leaves the state as
+        it is); ``False`` if there is no row."""
+        values = {"n_instances": inbox_studies.c.n_instances + 1}
+        if not kept:
+            values.update(status=RECEIVING, last_received_at=now, quiet_from=now)
+        res = conn.execute(inbox_studies.update().where(inbox_studies.c.study_uid == study_uid).values(**values))
         return res.rowcount == 1
 
     # ------------------------------------------------------------------ queue
@@ -233,9 +241,16 @@ class Inbox:
         with self.store.writer() as conn:
             res = conn.execute(inbox_studies.update()
                                .where((inbox_studies.c.study_uid == study_uid)
-                                      & inbox_studies.c.status.in_((DONE, FAILED, NOT_ANALYSED)))
+                                      & inbox_studies.c.status.in_((DONE, FAILED, NOT_ANALYSED, KEPT)))
                                .values(status=RECEIVING, quiet_from=0.0))
             return res.rowcount == 1
+
+    def set_kept_series(self, study_uid: str, series_uid: str) -> None:
+        """Name the elastogram series of a ``kept`` study (the worklist shows its saved result)."""
+        with self.store.writer() as conn:
+            conn.execute(inbox_studies.update().where((inbox_studies.c.study_uid == study_uid)
+                                                      & (inbox_studies.c.status == KEPT))
+                         .values(series_uid=series_uid, detail="uploaded in the browser; files kept with its review"))
 
     def files(self, study_uid: str) -> list[Path]:
         """Every registered file of a study."""
@@ -374,5 +389,5 @@ class Inbox:
             return pd.DataFrame(conn.execute(q).mappings().all(), columns=[c.name for c in inbox_studies.columns])
 
 
-__all__ = ["DEFAULT_LEASE_S", "DONE", "FAILED", "Inbox", "InstanceKeys", "NOT_ANALYSED", "PENDING", "PROCESSING",
+__all__ = ["DEFAULT_LEASE_S", "DONE", "FAILED", "Inbox", "InstanceKeys", "KEPT", "NOT_ANALYSED", "PENDING", "PROCESSING",
            "RECEIVING", "SENDING", "SENT", "claim_is_dead", "fmt_time", "worker_id"]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from mre_core.store.inbox import DONE, FAILED, NOT_ANALYSED, PROCESSING, RECEIVING, Inbox, fmt_time
+from mre_core.store.inbox import DONE, FAILED, KEPT, NOT_ANALYSED, PROCESSING, RECEIVING, Inbox, fmt_time
 
 #: Review status of a study whose analysis is done, by the kind of its latest revision.
 REVIEW_STATUS = {"auto": "auto, awaiting review", "review": "reviewed, not signed off", "signed_off": "signed off"}
@@ -40,8 +40,10 @@ def status_text(inbox_status: str, n_instances: int, kind: str | None) -> str:
         return "analysing"
     if inbox_status in (FAILED, NOT_ANALYSED):
         return inbox_status
-    if inbox_status == DONE and kind is not None:
+    if inbox_status in (DONE, KEPT) and kind is not None:
         return REVIEW_STATUS.get(kind, kind)
+    if inbox_status == KEPT:
+        return "uploaded, files kept"
     return inbox_status
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -112,6 +113,26 @@ def test_restored_rois_are_used_as_saved() -> None:
     assert out.slices[2].excluded and edits.manual_kpa == 3.3
 
 
+def test_a_restored_revision_shows_its_thresholds_and_rebuilds_the_roi_only_when_one_changes() -> None:
+    rs = reviewable()
+    sop = rs.result.slices[1].sop_uid
+    edits = ReviewEdits().with_threshold(sop, 0.8).with_grow(sop, -1).with_comment("thr", "Dr T")
+    saved = apply_edits(rs, edits)  # what was saved: the ROI after the threshold and the erosion
+    rois = {s.sop_uid: s.roi for s in saved.slices}
+    auto_out = rs.result.slices[3].sop_uid
+    back = ReviewEdits.from_saved(json.loads(json.dumps(edits.to_json())), rois, excluded={auto_out})
+    assert back.slice(sop).threshold == 0.8 and back.slice(sop).grow_px == -1  # the widgets show what was saved
+    again = apply_edits(rs, back)
+    assert np.array_equal(again.slices[1].roi, saved.slices[1].roi)  # used as saved, not eroded a second time
+    assert again.slices[3].excluded  # a slice the saved revision left out stays out
+    assert back.content_key() == ReviewEdits.from_saved(edits.to_json(), rois, {auto_out}).content_key()
+    moved = back.with_threshold(sop, 0.5)  # the reader changes the threshold after the restore
+    rebuilt = apply_edits(rs, moved).slices[1].roi
+    fresh = apply_edits(rs, ReviewEdits().with_threshold(sop, 0.5).with_grow(sop, -1)).slices[1].roi
+    assert np.array_equal(rebuilt, fresh)
+    assert moved.content_key() != back.content_key()
+
+
 def test_another_staging_table_restages_without_the_model() -> None:
     rs = reviewable((3.0, 3.2, 3.4, 3.6))  # study value 3.333 kPa: F2 (paper), F1 (RDES149: F2 from 3.5)
     paper = apply_edits(rs, ReviewEdits())
@@ -165,8 +186,9 @@ def test_exports_of_a_reviewed_study() -> None:
     rs = reviewable()
     edits = ReviewEdits().with_excluded(rs.result.slices[0].sop_uid).with_manual(3.3).with_comment("ok", "Dr C")
     out = apply_edits(rs, edits)
-    study = pd.read_csv(io.BytesIO(exports.study_csv(out, edits, revision=4)))
+    study = pd.read_csv(io.BytesIO(exports.study_csv(out, edits, revision=4, review_status="signed off by Dr C")))
     assert study.loc[0, "manual_kpa"] == 3.3 and study.loc[0, "reviewer"] == "Dr C"
+    assert study.loc[0, "review_status"] == "signed off by Dr C"
     assert study.loc[0, "saved_revision"] == 4 and "excluded" in study.loc[0, "review_edits"]
     slices = pd.read_csv(io.BytesIO(exports.slices_csv(out)))
     assert bool(slices.set_index("sop_uid").loc[rs.result.slices[0].sop_uid, "excluded"])

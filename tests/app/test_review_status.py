@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 import sys
 from pathlib import Path
@@ -96,7 +97,7 @@ def test_save_then_sign_off() -> None:
     saved = after_save(AUTO, 1)
     assert review_state(saved) is ReviewState.SAVED and saved.saved_revision == 1
     assert status_label(saved) == "automatic result, not reviewed"  # saving alone does not change the label
-    assert session_caption(saved) == "Last saved in this session: revision 1."
+    assert session_caption(saved) == "This is saved revision 1."
     assert AUTO.saved_revision is None  # the old status is unchanged
 
     named = ReviewStatus(is_reviewed=True, reviewer="Dr A", saved_revision=saved.saved_revision)
@@ -104,7 +105,7 @@ def test_save_then_sign_off() -> None:
     assert review_state(signed) is ReviewState.SIGNED_OFF
     assert (signed.signed_by, signed.saved_revision) == ("Dr A", 2)
     assert signed_off_message(signed) == "Signed off by Dr A as revision 2."
-    assert session_caption(signed) == "Last saved in this session: revision 2."
+    assert session_caption(signed).startswith("This is revision 2, signed off by Dr A.")
     assert named.signed_by is None
 
 
@@ -115,12 +116,21 @@ def test_reviewed_then_saved_keeps_the_review_label() -> None:
     assert saved_message(4) == "Saved as revision 4 of this study."
 
 
-def test_a_sign_off_survives_later_edits_in_the_session() -> None:
+def test_a_signed_off_revision_is_not_signed_off_twice_and_an_edit_since_undoes_the_label() -> None:
     signed = after_sign_off(REVIEWED, 3)
-    later = ReviewStatus(is_reviewed=False, reviewer="", saved_revision=signed.saved_revision,
-                         signed_by=signed.signed_by)
-    assert status_label(later) == "signed off by Dr A"
-    assert verifying_observer(later) == "Dr A"
+    assert not can_sign_off(signed) and can_save(signed)  # nothing changed since the sign-off
+    later = dataclasses.replace(signed, unsaved_changes=True)  # the reader edits after signing off
+    assert review_state(later) is ReviewState.REVIEWED
+    assert status_label(later) == "reviewed, not signed off (changed since saved revision 3; not saved)"
+    assert verifying_observer(later) is None  # the SR of the edited content is not the signed-off one
+    assert can_sign_off(later)
+    assert session_caption(later) == "Changed since revision 3; not saved yet."
+    assert unsaved_review_caption(later, ["manual measurement 3.10 kPa"], 3.0, "F1").startswith(
+        ":pencil2: **Reviewed, not saved yet** (changed since revision 3) — manual measurement 3.10 kPa.")
+    back = dataclasses.replace(later, is_reviewed=False)  # every edit undone, then the reviewed content changed
+    assert review_state(back) is ReviewState.AUTO
+    resaved = after_save(later, 4)
+    assert review_state(resaved) is ReviewState.SAVED and resaved.signed_by is None
 
 
 def test_failure_messages_name_the_error() -> None:
@@ -143,10 +153,11 @@ def test_sr_is_verified_only_once_signed_off() -> None:
 
 # ----------------------------------------------------------------------------- review vs automatic, saved before
 def test_unsaved_review_caption() -> None:
-    assert unsaved_review_caption(False, ["manual measurement 3.10 kPa"], 3.0, "F1") is None
-    assert unsaved_review_caption(True, [], 3.0, "F1") == (
+    assert unsaved_review_caption(AUTO, ["manual measurement 3.10 kPa"], 3.0, "F1") is None
+    assert unsaved_review_caption(REVIEWED, [], 3.0, "F1") == (
         ":pencil2: **Reviewed, not saved yet** — comment only. Automatic value: 3.00 kPa (F1).")
-    assert unsaved_review_caption(True, ["slice …12345678: excluded", "manual measurement 3.10 kPa"],
+    assert unsaved_review_caption(after_save(REVIEWED, 2), ["comment"], 3.0, "F1") is None  # saved: no contradiction
+    assert unsaved_review_caption(REVIEWED, ["slice …12345678: excluded", "manual measurement 3.10 kPa"],
                                   float("nan"), None) == (
         ":pencil2: **Reviewed, not saved yet** — slice …12345678: excluded; manual measurement 3.10 kPa. "
         "Automatic value: — (—).")
@@ -169,6 +180,10 @@ def test_saved_before_message() -> None:
     assert saved_before_message(1, bare) == (
         "**Saved before:** 1 revision(s). Latest: revision 1 (auto, no name, 2025-03-01T10:00:00+00:00): "
         "—, no stage")
+    assert saved_before_message(2, last, 2).endswith("“motion”. **The page shows this revision.**")
+    assert saved_before_message(2, last, 1).endswith(". **The page shows revision 1** (restored).")
+    signed = {**last, "kind": "signed_off"}
+    assert "(signed off, Dr A," in saved_before_message(2, signed)
 
 
 def test_fmt() -> None:
