@@ -101,7 +101,7 @@ if manual_file is not None:
 
 # ----------------------------------------------------------------------------- filters
 with st.container(border=True):
-    f = st.columns([2, 2, 2, 1.4, 2, 2])
+    f = st.columns([2, 2, 2, 1.2]) + st.columns([2, 3])  # two rows: the date range and the status fit
     datasets = sorted(x for x in frame["dataset"].unique())
     pick_ds = f[0].multiselect("Dataset", datasets, key="co_ds", format_func=lambda x: x or "(uploaded)")
     pick_mf = f[1].multiselect("Manufacturer", sorted(frame["manufacturer"].unique()), key="co_mf")
@@ -164,8 +164,10 @@ else:
         st.markdown("**Stage confusion** (rows manual, columns automatic)")
         st.plotly_chart(figures.confusion_figure(rep.confusion), key="co_cm", config={"displaylogo": False})
     with b:
-        st.markdown("**Automatic stiffness by manual stage**")
-        st.plotly_chart(figures.stage_box_figure(stats.paired, table), key="co_box", config={"displaylogo": False})
+        value_label = "automatic" if compare == "auto_kpa" else "reviewed"
+        st.markdown(f"**{value_label.capitalize()} stiffness by manual stage**")
+        st.plotly_chart(figures.stage_box_figure(stats.paired, table, value_label), key="co_box",
+                        config={"displaylogo": False})
     with st.container(border=True):
         from mre_core.outputs.cohort_figures import FIGURES, figure_bytes
 
@@ -183,6 +185,25 @@ else:
         "bias_kpa": st.column_config.NumberColumn("bias kPa", format="%.2f"),
         "same_stage_fraction": st.column_config.NumberColumn("same stage", format="percent"),
     })
+
+# ----------------------------------------------------------------------------- automatic vs reader ROIs
+overlap, ov = cd.roi_overlap(store, shown["study_uid"])
+st.markdown("#### Automatic vs reader ROIs")
+if ov is None:
+    st.caption("Dice and IoU between the automatic and the reader's ROI appear here for studies that have both "
+               "(a study reviewed on Review keeps the model's result as it came out next to the reader's).")
+else:
+    o = st.columns(4)
+    o[0].metric("Dice (mean over slices)", fmt(ov.dice_mean, 3), ci(ov.dice_ci, 3), delta_color="off",
+                delta_arrow="off", help="95 % CI: bootstrap over patients (2,000 resamples)")
+    o[1].metric("IoU", fmt(ov.iou_mean, 3), ci(ov.iou_ci, 3), delta_color="off", delta_arrow="off")
+    o[2].metric("Studies / slices", f"{ov.n_patients} / {ov.n_slices}",
+                help="Slices the reader left out, or where both ROIs are empty, are not counted")
+    o[3].metric("Slices the reader changed", f"{ov.changed_slices} of {ov.n_slices}")
+    st.plotly_chart(figures.dice_figure(overlap), key="co_dice", config={"displaylogo": False})
+    st.download_button("ROI overlap CSV (per slice)", cd.csv_bytes(overlap),
+                       "cohort_roi_overlap.csv", "text/csv", icon=":material/download:", key="co_dl_overlap",
+                       on_click="ignore")
 
 # ----------------------------------------------------------------------------- studies table + downloads
 st.markdown("#### Studies")

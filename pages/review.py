@@ -77,7 +77,7 @@ slice_viewer.show_slice_table(table_box, reviewed, view)
 
 save_col, dl_col = st.columns([1, 2])
 with save_col:  # before the summary and the downloads, so that they show what a click just saved
-    status = review_panel.save_buttons(store, reviewed, edits, skey, auto_kpa=auto.stiffness_kpa)
+    status = review_panel.save_buttons(store, reviewed, edits, skey, auto=auto)
     if status.saved_revision is not None:
         worklist_panel.keep_files(request, uploads, settings, rs, skey)
 with summary_box:

@@ -366,7 +366,7 @@ def test_a_signed_off_study_reopened_in_a_new_session_shows_the_sign_off_with_ev
     signed_kpa, signed_used = _metric(at, "Liver stiffness"), _metric(at, "Slices used")
     assert signed_used.startswith(f"{expected.stiffness.n_slices_used - 1} /")
     next(b for b in at.button if b.label == "Sign off").click().run()
-    assert any("Signed off by Dr Sign as revision 1" in s.value for s in at.success)
+    assert any("Signed off by Dr Sign as revision 2" in s.value for s in at.success)
     assert not any("not saved yet" in c.value for c in at.caption)  # the page agrees with what it just saved
 
     # a new browser session: reload and upload again -> the signed-off review, not a fresh automatic result
@@ -388,11 +388,12 @@ def test_a_signed_off_study_reopened_in_a_new_session_shows_the_sign_off_with_ev
 
     # an edit after the sign-off: the page and the exports say it is no longer the signed-off content
     again.number_input(key=f"man|{skey}").set_value(2.5).run()
-    assert any("Reviewed, not saved yet" in c.value and "changed since revision 1" in c.value for c in again.caption)
+    assert any("Reviewed, not saved yet" in c.value and "changed since revision 2" in c.value for c in again.caption)
     pdf = next(d for d in again.get("download_button") if d.proto.label == "PDF report")
     assert "not saved" in pdf.proto.help and "signed off by" not in pdf.proto.help
     assert not next(b for b in again.button if b.label == "Sign off").disabled
-    assert list(Store(env).history(expected.study_uid)["kind"]) == ["signed_off"]
+    # the model's result as it came out was kept before the first review (for auto vs reader ROI overlap)
+    assert list(Store(env).history(expected.study_uid)["kind"]) == ["auto", "signed_off"]
 
 
 def test_restore_brings_back_every_field_of_an_older_revision(env: str, phantom: Path, weights_dir: Path) -> None:
@@ -408,18 +409,18 @@ def test_restore_brings_back_every_field_of_an_older_revision(env: str, phantom:
     at.text_area(key=f"note|{skey}").input("second read").run()
     at.slider(key=f"thr|{skey}|{sop0}").set_value(0.5).run()
     next(b for b in at.button if b.label == "Save to results store").click().run()
-    assert list(Store(env).history(expected.study_uid)["revision"]) == [1, 2]
+    assert list(Store(env).history(expected.study_uid)["kind"]) == ["auto", "review", "review"]
 
-    at.selectbox(key=f"rv_rev|{skey}").set_value(1).run()
-    next(b for b in at.button if b.label.startswith("Restore revision 1")).click().run()
+    at.selectbox(key=f"rv_rev|{skey}").set_value(2).run()
+    next(b for b in at.button if b.label.startswith("Restore revision 2")).click().run()
     assert not at.exception, [e.value for e in at.exception]
     assert at.text_input(key=f"who|{skey}").value == "Dr One"
     assert at.text_area(key=f"note|{skey}").value == "first read"
     _show_slice(at, skey, 0)
     assert at.slider(key=f"thr|{skey}|{sop0}").value == pytest.approx(0.8)
-    assert any("The page shows revision 1" in i.value for i in at.info)
+    assert any("The page shows revision 2" in i.value for i in at.info)
     assert not any("not saved yet" in c.value for c in at.caption)
-    assert any("This is saved revision 1." in c.value for c in at.caption)
+    assert any("This is saved revision 2." in c.value for c in at.caption)
 
 
 def test_a_study_saved_from_an_upload_opens_with_its_images_from_the_cohort_link(
@@ -444,3 +445,24 @@ def test_a_study_saved_from_an_upload_opens_with_its_images_from_the_cohort_link
     assert linked.session_state[f"rv_slice|{skey}"] is not None  # the slices (images) are there to browse
     worklist = _app().dataframe[0].value  # and it is on the worklist, with its result
     assert worklist["status"].tolist() == ["signed off"]
+
+
+def test_cohort_shows_dice_between_the_automatic_and_the_reader_roi(env: str, phantom: Path,
+                                                                      weights_dir: Path) -> None:
+    expected = _expected(phantom, weights_dir)
+    skey = f"{expected.study_uid}|{expected.series_uid}"
+    sop0 = expected.slices[0].sop_uid
+    at = _show_slice(_upload(_app(), study_files(phantom)), skey, 0)
+    at.number_input(key=f"grow|{skey}|{sop0}").set_value(-2)  # the reader erodes one slice's ROI
+    at.text_input(key=f"who|{skey}").input("Dr Dice")
+    at.run()
+    next(b for b in at.button if b.label == "Sign off").click().run()
+
+    cohort = AppTest.from_file(APP, default_timeout=120)
+    cohort.switch_page("pages/cohort.py").run()
+    assert not cohort.exception, [e.value for e in cohort.exception]
+    counted = sum(1 for s in expected.slices if s.stats.n_pixels)
+    assert _metric(cohort, "Slices the reader changed") == f"1 of {counted}"
+    dice = float(_metric(cohort, "Dice (mean over slices)"))
+    assert 0.5 < dice < 1.0
+    assert any(d.proto.label == "ROI overlap CSV (per slice)" for d in cohort.get("download_button"))

@@ -1,20 +1,26 @@
 """The cohort page's tables: saved studies, imported manual values, filters, statistics.
 
 Pure pandas over :meth:`mre_core.store.results.Store.latest_table`; the statistics themselves are
-:func:`mre_core.stats.agreement.agreement`.
+:func:`mre_core.stats.agreement.agreement`, the ROI overlap :mod:`mre_core.stats.overlap` over
+:func:`mre_core.store.rois.roi_pairs`.
 """
 
 from __future__ import annotations
 
 import io
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from mre_core.analysis.staging import FibrosisStage, StagingTable, stage
 from mre_core.stats.agreement import AgreementReport, agreement
+from mre_core.stats.overlap import OverlapSummary, overlap_summary
+from mre_core.stats.overlap import roi_overlap as overlap_table
+from mre_core.store.rois import roi_pairs
 from mre_core.workflow.worker import PACS_DATASET
 from mre_core.workflow.worklist import REVIEW_STATUS
 
@@ -236,6 +242,13 @@ def cohort_export(frame: pd.DataFrame, table: StagingTable, identifying: bool = 
     return out[cols]
 
 
+def roi_overlap(store: Any, study_uids: Iterable[str]) -> tuple[pd.DataFrame, OverlapSummary | None]:
+    """Dice / IoU between the automatic and the reader's ROI, slice by slice, for the shown studies that have
+    both (:func:`mre_core.store.rois.roi_pairs`), and their summary over patients."""
+    table = overlap_table(roi_pairs(store, list(study_uids)))
+    return table, overlap_summary(table)
+
+
 def csv_bytes(frame: pd.DataFrame) -> bytes:
     """CSV with plain numbers (up to 6 significant digits, no fixed-width scientific notation), UTF-8."""
     return frame.to_csv(index=False, float_format="%.6g").encode("utf-8")
@@ -243,4 +256,4 @@ def csv_bytes(frame: pd.DataFrame) -> bytes:
 
 __all__ = ["COMPARISONS", "CohortStats", "EXPORT_COLUMNS", "IDENTIFYING_COLUMNS", "ManualCsvError", "ManualImport",
            "apply_filters", "cohort_export", "cohort_stats", "csv_bytes", "merge_manual", "per_stage_table",
-           "prepare", "read_manual_csv", "summary_table"]
+           "prepare", "read_manual_csv", "roi_overlap", "summary_table"]

@@ -106,19 +106,33 @@ def confusion_figure(matrix: np.ndarray) -> go.Figure:
     return fig
 
 
-def stage_box_figure(paired: pd.DataFrame, table: StagingTable) -> go.Figure:
-    """Automatic stiffness by manual stage (box + points), with the table's cut-offs as lines."""
+def stage_box_figure(paired: pd.DataFrame, table: StagingTable, value_label: str = "automatic") -> go.Figure:
+    """The compared stiffness by manual stage (box + points), with the table's cut-offs as lines; the cut-off
+    labels alternate left and right so that close cut-offs (F1 2.5, F2 2.8 kPa) do not overlap."""
     fig = go.Figure()
     for label in (s.label for s in FibrosisStage):
         g = paired[paired["manual_stage"] == label]
         if not g.empty:
             fig.add_trace(go.Box(y=g["stiffness_kpa"], name=label, boxpoints="all", jitter=0.4, pointpos=0))
-    for c in table.cutoffs:
+    for i, c in enumerate(sorted(table.cutoffs, key=lambda c: c.lower_kpa)):
         fig.add_hline(y=c.lower_kpa, line_dash="dot", line_color="gray", annotation_text=f"{c.stage.label} ≥ {c.lower_kpa:g}",
-                      annotation_position="top left", annotation_font_size=10)
-    fig.update_layout(xaxis_title="manual stage", yaxis_title="automatic stiffness (kPa)", height=380,
+                      annotation_position="top left" if i % 2 == 0 else "bottom right", annotation_font_size=10)
+    fig.update_layout(xaxis_title="manual stage", yaxis_title=f"{value_label} stiffness (kPa)", height=380,
                       margin={"l": 10, "r": 10, "t": 30, "b": 10}, showlegend=False)
     return fig
 
 
-__all__ = ["bland_altman_figure", "confusion_figure", "elastogram_figure", "scatter_figure", "stage_box_figure"]
+def dice_figure(overlap: pd.DataFrame) -> go.Figure:
+    """Dice between the automatic and the reader's ROI, one point per counted slice, by reviewer."""
+    used = overlap[overlap["counted"]]
+    fig = go.Figure()
+    for who, g in used.groupby(used["reviewer"].replace("", "(no name)"), sort=True):
+        fig.add_trace(go.Box(y=g["dice"], name=str(who), boxpoints="all", jitter=0.4, pointpos=0,
+                             text=g["patient_id"], hovertemplate="%{text}: Dice %{y:.3f}<extra></extra>"))
+    fig.update_layout(yaxis_title="Dice, automatic vs reader ROI", yaxis_range=[0, 1.02], xaxis_title="reader",
+                      height=320, margin={"l": 10, "r": 10, "t": 20, "b": 10}, showlegend=False)
+    return fig
+
+
+__all__ = ["bland_altman_figure", "confusion_figure", "dice_figure", "elastogram_figure", "scatter_figure",
+           "stage_box_figure"]

@@ -271,8 +271,14 @@ def session_status(edits: ReviewEdits, skey: str, store_available: bool) -> Revi
                         unsaved_changes=saved is not None and baseline is not None and edits.content_key() != baseline)
 
 
-def _save(store: Any, reviewed: StudyResult, edits: ReviewEdits, kind: str, auto_kpa: float | None = None) -> int:
-    """Save the reviewed result; ``auto_kpa`` (the model's unedited value) is kept beside it for the cohort."""
+def _save(store: Any, reviewed: StudyResult, edits: ReviewEdits, kind: str, auto: StudyResult | None = None) -> int:
+    """Save the reviewed result; the model's unedited value is kept beside it for the cohort. The first review of
+    a study never saved before also keeps the model's result as it came out (an ``auto`` revision first), so the
+    automatic ROIs stay comparable with the reader's (Dice / IoU on the cohort page)."""
+    auto_kpa = None if auto is None else auto.stiffness_kpa
+    if auto is not None and kind != rst.RevisionKind.AUTO.value and store.history(auto.study_uid,
+                                                                                  auto.series_uid).empty:
+        store.save(auto, kind=rst.RevisionKind.AUTO.value, auto_kpa=auto_kpa)
     return store.save(reviewed, kind=kind, reviewer=edits.reviewer, comment=edits.comment,
                       manual_kpa=edits.manual_kpa, edits=edits.to_json(), auto_kpa=auto_kpa)
 
@@ -287,15 +293,15 @@ def _record(skey: str, status: ReviewStatus, edits: ReviewEdits) -> None:
 
 
 def _write(store: Any, reviewed: StudyResult, edits: ReviewEdits, skey: str, status: ReviewStatus, sign: bool,
-           auto_kpa: float | None) -> tuple[str, str]:
+           auto: StudyResult | None) -> tuple[str, str]:
     """Save (or sign off) the review; returns the message to show: ``(kind, text)``, kind success/info/error."""
     try:
         if sign:
             status = rst.after_sign_off(status, _save(store, reviewed, edits, rst.RevisionKind.SIGNED_OFF.value,
-                                                      auto_kpa))
+                                                      auto))
             _record(skey, status, edits)
             return "success", rst.signed_off_message(status)
-        status = rst.after_save(status, _save(store, reviewed, edits, rst.save_kind(status).value, auto_kpa))
+        status = rst.after_save(status, _save(store, reviewed, edits, rst.save_kind(status).value, auto))
         _record(skey, status, edits)
         return "success", rst.saved_message(status.saved_revision)
     except AlreadySignedOff as done:  # the same content twice (e.g. two readers at once): one sign-off
@@ -314,7 +320,7 @@ def _show_message(message: tuple[str, str] | None, box: Any = st) -> None:
 
 
 def save_buttons(store: Any | None, reviewed: StudyResult, edits: ReviewEdits, skey: str,
-                 auto_kpa: float | None = None) -> ReviewStatus:
+                 auto: StudyResult | None = None) -> ReviewStatus:
     """*Save to results store* and *Sign off*; returns the study's status.
 
     A click saves with this run's edits and then runs the page again, so that every part of it — the summary,
@@ -335,7 +341,7 @@ def save_buttons(store: Any | None, reviewed: StudyResult, edits: ReviewEdits, s
     if message is not None and message[0] == "error":
         _show_message(message)
     if save or sign:
-        state["rv_msg"][skey] = _write(store, reviewed, edits, skey, status, sign, auto_kpa)
+        state["rv_msg"][skey] = _write(store, reviewed, edits, skey, status, sign, auto)
         st.rerun()
     return status
 
