@@ -58,7 +58,7 @@ saved_box = st.container()
 summary_box = st.container()
 st.divider()
 st.markdown("#### Slices")
-store = review_panel.saved_revisions(saved_box, settings, auto, skey)  # loads the latest saved review, once
+store = review_panel.saved_revisions(saved_box, settings, auto, skey, rs.threshold)  # loads the latest saved review, once
 edits: ReviewEdits = state["rv_edits"].get(skey, ReviewEdits())
 
 # ----------------------------------------------------------------------------- widgets → the edits

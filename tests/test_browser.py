@@ -342,4 +342,73 @@ def test_reader_draws_a_polygon_roi_that_is_measured_saved_and_exported(server: 
     seg = pydicom.dcmread(dl.value.path())
     assert seg.SegmentSequence[0].SegmentAlgorithmType == "SEMIAUTOMATIC"  # one slice of five drawn by hand
     assert str(seg.ContentCreatorName) == "Dr Draw^" and "Dr Draw" in seg.SegmentSequence[0].SegmentDescription
+
+    page.get_by_role("button", name="Sign off").click()
+    page.get_by_text("Signed off by Dr Draw").first.wait_for(timeout=30_000)
+    page.close()
+    _reopen_signed_off(server, browser, env, expected, "Dr Draw")
+
+
+def _signed_off_shown(page, value: str, reviewer: str) -> None:
+    """The page shows the signed-off revision: banner, value, reviewer, and Sign off disabled."""
+    page.get_by_text("The page shows this revision").first.wait_for(timeout=180_000)
+    _wait_until_idle(page)
+    banner = page.locator("[data-testid=stAlert]").filter(has_text="Saved before").first.inner_text()
+    assert "signed off" in banner, banner
+    page.get_by_text(value, exact=True).first.wait_for(timeout=10_000)
+    assert page.get_by_label("Reviewer").input_value() == reviewer
+    assert page.get_by_role("button", name="Sign off").is_disabled()
+    assert page.get_by_text("not saved yet").count() == 0
+
+
+def _reopen_signed_off(server: str, browser, env: dict[str, str], expected, reviewer: str) -> None:
+    """Reload (a new session) and re-open the signed-off study by the demo button, from the cohort page's link and
+    from the worklist: each shows the signed-off state; then restore the earlier automatic revision."""
+    from urllib.parse import urlencode
+
+    from mre_core.app.review_status import fmt
+    from mre_core.store.inbox import Inbox
+    from mre_core.store.results import Store
+    from mre_core.workflow.worklist import worklist
+
+    store = Store(env["MRE_DB_URL"])
+    signed = store.load_revision(expected.study_uid, expected.series_uid)
+    assert signed.kind == "signed_off" and signed.reviewer == reviewer
+    value = fmt(signed.stiffness_kpa, "kPa")
+
+    page = browser.new_page(viewport={"width": 1500, "height": 1100})  # reload: a new browser session
+    page.goto(server)
+    page.get_by_role("button", name="Load demo study").click(timeout=60_000)
+    _signed_off_shown(page, value, reviewer)
+    page.close()
+
+    page = browser.new_page(viewport={"width": 1500, "height": 1100})  # the cohort page's "open" link
+    page.goto(f"{server}/?{urlencode({'study_uid': expected.study_uid, 'series_uid': expected.series_uid})}")
+    _signed_off_shown(page, value, reviewer)
+    page.get_by_text("Slices used").first.wait_for()  # the study itself, with its images, not only its numbers
+    page.locator(".js-plotly-plot").first.wait_for(timeout=60_000)  # the elastogram with its ROI overlay
+    page.close()
+
+    page = browser.new_page(viewport={"width": 1500, "height": 1100})  # the worklist (its files were kept)
+    page.goto(server)
+    row = worklist(Inbox(store, Path(env["MRE_INBOX_DIR"]))).reset_index(drop=True)
+    i = int(row.index[row["study_uid"] == expected.study_uid][0])
+    assert row.loc[i, "status"] == "signed off"
+    grid = page.locator("[data-testid=stDataFrame]").first
+    grid.wait_for(timeout=120_000)
+    page.wait_for_timeout(1000)
+    box = grid.bounding_box()
+    page.mouse.click(box["x"] + 12, box["y"] + 35 + 17 + 35 * i)  # row i's selection box
+    page.get_by_role("button", name=f"Open {expected.patient_id} for review").click(timeout=30_000)
+    _signed_off_shown(page, value, reviewer)
+
+    # restore the earlier automatic revision: the page says which revision it shows, and the reviewer is cleared
+    page.get_by_label("Revision").first.click()
+    page.get_by_role("option", name="1", exact=True).click()
+    _wait_until_idle(page)
+    page.get_by_role("button", name="Restore revision 1 into the review").click()
+    page.get_by_text("The page shows revision 1").first.wait_for(timeout=60_000)
+    _wait_until_idle(page)
+    assert page.get_by_label("Reviewer").input_value() == ""
+    assert page.get_by_text("This is saved revision 1.").count() == 1
     page.close()

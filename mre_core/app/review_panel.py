@@ -78,9 +78,32 @@ def edit_widget_keys(keys: Iterable[Any], skey: str) -> list[str]:
     return [k for k in keys if isinstance(k, str) and k.startswith(EDIT_KEY_PREFIXES) and skey in k]
 
 
-def _adopt(skey: str, saved: Any) -> None:
+def _seed(key: str, value: Any) -> None:
+    """An edit widget's first value. The widgets take their values from session state (no ``value=``), so that
+    loading or restoring a revision can set them (:func:`_set_widgets`): the browser then shows the new values."""
+    if key not in st.session_state:
+        st.session_state[key] = value
+
+
+def _set_widgets(skey: str, edits: ReviewEdits, sops: Iterable[str], default_threshold: float) -> None:
+    """Every edit widget of study ``skey`` set to ``edits`` (deleting a key would leave the browser's old value)."""
+    state = st.session_state
+    for sop in sops:
+        e = edits.slice(sop)
+        state[f"ex|{skey}|{sop}"] = e.excluded
+        state[f"grow|{skey}|{sop}"] = e.grow_px
+        state[f"thr|{skey}|{sop}"] = float(e.threshold or default_threshold)
+    state[f"man|{skey}"] = edits.manual_kpa
+    state[f"who|{skey}"] = edits.reviewer
+    state[f"note|{skey}"] = edits.comment
+    for k in edit_widget_keys(list(state), skey):
+        if k.startswith(("drawon|", "drawmode|", "drawtool|")):
+            del state[k]
+
+
+def _adopt(skey: str, saved: Any, default_threshold: float) -> None:
     """Make the saved revision ``saved`` the review of ``skey``: its edits (a review or sign-off; an automatic
-    revision is the model's result, so no edits), its number, its sign-off, and the widgets start afresh."""
+    revision is the model's result, so no edits), its number, its sign-off, and every edit widget shows them."""
     state = st.session_state
     reviewed = saved.kind != rst.RevisionKind.AUTO.value
     excluded = set(saved.slices.loc[saved.slices["excluded"].astype(bool), "sop_uid"]) if reviewed and \
@@ -91,12 +114,12 @@ def _adopt(skey: str, saved: Any) -> None:
     state.setdefault("rv_signed", {})[skey] = saved.reviewer if saved.kind == rst.RevisionKind.SIGNED_OFF.value \
         else None
     state.setdefault("rv_baseline", {})[skey] = edits.content_key()
-    for k in edit_widget_keys(list(state), skey):
-        del state[k]
+    sops = list(saved.slices["sop_uid"]) if not saved.slices.empty else []
+    _set_widgets(skey, edits, sops, default_threshold)
     roi_drawing.reset_study(skey)  # the restored ROIs already hold what was drawn: the canvases start empty
 
 
-def load_saved_review(store: Any | None, auto: StudyResult, skey: str) -> None:
+def load_saved_review(store: Any | None, auto: StudyResult, skey: str, default_threshold: float) -> None:
     """Once per study and browser session: start the review from the study's latest saved revision.
 
     Whichever way the study was opened (upload, worklist, cohort link), the page then shows what the store
@@ -112,17 +135,18 @@ def load_saved_review(store: Any | None, auto: StudyResult, skey: str) -> None:
         return  # the banner says the store is unavailable
     loaded[skey] = None if saved is None else int(saved.revision)
     if saved is not None:
-        _adopt(skey, saved)
+        _adopt(skey, saved, default_threshold)
 
 
-def restore(store: Any, study_uid: str, series_uid: str, skey: str, revision: int) -> None:
-    """Callback of *Restore revision …*: that revision becomes the review (every field), the widgets start afresh."""
+def restore(store: Any, study_uid: str, series_uid: str, skey: str, revision: int, default_threshold: float) -> None:
+    """Callback of *Restore revision …*: that revision becomes the review (every field and widget)."""
     saved = store.load_revision(study_uid, series_uid, revision)
-    _adopt(skey, saved)
+    _adopt(skey, saved, default_threshold)
     st.session_state.setdefault("rv_loaded", {})[skey] = int(revision)
 
 
-def saved_revisions(box: DeltaGenerator, settings: Settings, auto: StudyResult, skey: str) -> Any | None:
+def saved_revisions(box: DeltaGenerator, settings: Settings, auto: StudyResult, skey: str,
+                    default_threshold: float) -> Any | None:
     """Load the latest saved review (first time only), then the *Saved before* banner and restore button in
     ``box``; returns the store (``None``: unavailable)."""
     try:
@@ -131,7 +155,7 @@ def saved_revisions(box: DeltaGenerator, settings: Settings, auto: StudyResult, 
     except StoreError as exc:
         box.error(f"The results store cannot be opened, so nothing can be saved: {exc}")
         return None
-    load_saved_review(store, auto, skey)
+    load_saved_review(store, auto, skey, default_threshold)
     if history.empty:
         return store
     state = st.session_state
@@ -147,7 +171,8 @@ def saved_revisions(box: DeltaGenerator, settings: Settings, auto: StudyResult, 
         rev = c1.selectbox("Revision", list(history["revision"]), index=len(history) - 1, key=f"rv_rev|{skey}",
                            label_visibility="collapsed")
         c2.button(f"Restore revision {rev} into the review", on_click=restore,
-                  args=(store, auto.study_uid, auto.series_uid, skey, int(rev)), icon=":material/restore:")
+                  args=(store, auto.study_uid, auto.series_uid, skey, int(rev), default_threshold),
+                  icon=":material/restore:")
     return store
 
 
@@ -158,11 +183,12 @@ def _slice_controls(rs: ReviewableStudy, i: int, box: DeltaGenerator, edits: Rev
     controls; returns the edits with their values."""
     sop = rs.result.slices[i].sop_uid
     e = edits.slice(sop)
-    ex = box.checkbox("Exclude this slice", value=e.excluded, key=f"ex|{skey}|{sop}")
-    grow = box.number_input("Erode (−) / dilate (+), px", -MAX_GROW_PX, MAX_GROW_PX, value=e.grow_px, step=1,
-                            key=f"grow|{skey}|{sop}")
-    thr = box.slider("Probability threshold", 0.05, 0.95, value=float(e.threshold or rs.threshold), step=0.05,
-                     key=f"thr|{skey}|{sop}", help=f"Model default {rs.threshold:.2f}; re-thresholds the stored "
+    _seed(f"ex|{skey}|{sop}", e.excluded)
+    _seed(f"grow|{skey}|{sop}", e.grow_px)
+    _seed(f"thr|{skey}|{sop}", float(e.threshold or rs.threshold))
+    ex = box.checkbox("Exclude this slice", key=f"ex|{skey}|{sop}")
+    grow = box.number_input("Erode (−) / dilate (+), px", -MAX_GROW_PX, MAX_GROW_PX, step=1, key=f"grow|{skey}|{sop}")
+    thr = box.slider("Probability threshold", 0.05, 0.95, step=0.05, key=f"thr|{skey}|{sop}", help=f"Model default {rs.threshold:.2f}; re-thresholds the stored "
                                                    "probability map (no second model run)")
     edits = (edits.with_excluded(sop, ex).with_grow(sop, int(grow))
              .with_threshold(sop, None if abs(thr - rs.threshold) < 1e-9 else thr))
@@ -190,10 +216,13 @@ def review_fields(edits: ReviewEdits, skey: str) -> ReviewEdits:
     """*Review and save*: manual value (kPa), reviewer and comment; returns the edits with them."""
     st.markdown("#### Review and save")
     c_man, c_who, c_note = st.columns([1, 1, 2])
-    manual = c_man.number_input("Manual measurement (kPa)", min_value=0.0, max_value=30.0, value=edits.manual_kpa,
-                                step=0.01, format="%.2f", key=f"man|{skey}", placeholder="optional")
-    who = c_who.text_input("Reviewer", value=edits.reviewer, key=f"who|{skey}")
-    note = c_note.text_area("Comment", value=edits.comment, key=f"note|{skey}", height=68)
+    _seed(f"man|{skey}", edits.manual_kpa)
+    _seed(f"who|{skey}", edits.reviewer)
+    _seed(f"note|{skey}", edits.comment)
+    manual = c_man.number_input("Manual measurement (kPa)", min_value=0.0, max_value=30.0, step=0.01, format="%.2f",
+                                key=f"man|{skey}", placeholder="optional")
+    who = c_who.text_input("Reviewer", key=f"who|{skey}")
+    note = c_note.text_area("Comment", key=f"note|{skey}", height=68)
     try:
         edits = edits.with_manual(manual if manual else None).with_comment(note, who)
     except ValueError as exc:
