@@ -29,7 +29,7 @@ system-deps:
 
 ## Start the web app on http://localhost:8501 (demo data, SQLite, shipped weights)
 run: setup
-	$(PY) -m streamlit run app.py
+	$(PY) -m mre_core.app.serve
 
 ## The whole test suite (unit, end-to-end CLI, app)
 test: setup system-deps

@@ -11,6 +11,7 @@ from pathlib import Path
 import streamlit as st
 
 from mre_core.app.context import banner, base_settings, staging_tables
+from mre_core.app.warm import warm_up
 from mre_core.config import PROFILES
 
 HERE = Path(__file__).resolve().parent
@@ -68,3 +69,4 @@ def run() -> None:
 
 if __name__ == "__main__":
     run()
+    warm_up()  # once per process (already done by `make run`): later runs' garbage collection skips these modules

@@ -99,7 +99,7 @@ class Server:
     its output lines are kept with their arrival time."""
 
     def __init__(self, env: dict[str, str], tmp: Path, samples: Path | None, interval: float,
-                 extra: list[str] | None = None) -> None:
+                 extra: list[str] | None = None, launcher: str = "serve") -> None:
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.env = env
@@ -108,9 +108,12 @@ class Server:
                    "--server.fileWatcherType", "none", "--browser.gatherUsageStats", "false",
                    "--secrets.files", str(tmp / "no_secrets.toml"),  # a user's secrets.toml could name their store
                    *(extra or [])]
+        serve = ["--serve"] if launcher == "serve" else []
         if samples is not None:
             self.cmd = [sys.executable, "-m", "mre_core.bench.server_sampler", "--out", str(samples),
-                        "--interval", str(interval), "--", "run", str(REPO_ROOT / "app.py"), *options]
+                        "--interval", str(interval), *serve, "--", "run", str(REPO_ROOT / "app.py"), *options]
+        elif launcher == "serve":  # what `make run` starts
+            self.cmd = [sys.executable, "-m", "mre_core.app.serve", *options]
         else:
             self.cmd = [sys.executable, "-m", "streamlit", "run", str(REPO_ROOT / "app.py"), *options]
         self.proc: subprocess.Popen | None = None
@@ -293,7 +296,7 @@ def record(run: Run, args: argparse.Namespace, settings: Settings, server: Serve
         "repeats": args.repeats,
         "cohort_patients": None if args.skip_cohort else args.cohort_patients,
         "sample_interval_s": args.sample_interval,
-        "server_options": args.server_option,
+        "server_options": args.server_option, "launcher": args.launcher,
         "server_start_s": run.server_start_s,
         "first_page_cold_s": run.of("first page")[0].seconds,
         "demo_study_cold_s": run.of("demo study cold")[0].seconds,
@@ -413,6 +416,9 @@ def main(argv: list[str] | None = None) -> int:
                         "without editing .streamlit/config.toml; repeatable)")
     p.add_argument("--save-samples", type=Path, default=None,
                    help="keep the server's stack samples here (format: mre_core/bench/server_sampler.py)")
+    p.add_argument("--launcher", choices=("serve", "streamlit"), default="serve",
+                   help="serve: as `make run` starts the app (python -m mre_core.app.serve, modules loaded before the "
+                        "first connection); streamlit: plain `streamlit run app.py` (default %(default)s)")
     p.add_argument("--chromium", type=Path, default=CHROMIUM)
     p.add_argument("--json", type=Path, default=Path("bench_results.jsonl"), help="append the JSON line here")
     args = p.parse_args(argv)
@@ -436,7 +442,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: model weights not found: {settings.weights_path}", file=sys.stderr)
             return 1
         samples = tmp / "samples.tsv" if args.sample_interval > 0 else None
-        server = Server(env, tmp, samples, args.sample_interval, streamlit_flags(args.server_option))
+        server = Server(env, tmp, samples, args.sample_interval, streamlit_flags(args.server_option), args.launcher)
         run = Run()
         try:
             run.server_start_s = server.start()

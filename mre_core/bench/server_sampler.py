@@ -221,12 +221,19 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m mre_core.bench.server_sampler", description=__doc__.split("\n")[0])
     p.add_argument("--out", type=Path, required=True, help="the samples file (overwritten)")
     p.add_argument("--interval", type=float, default=0.01, help="seconds between samples (default %(default)s)")
+    p.add_argument("--serve", action="store_true",
+                   help="start the app as `make run` does (python -m mre_core.app.serve: warmed up first); the "
+                        "arguments after -- are then `run app.py OPTIONS` as for streamlit")
     p.add_argument("streamlit_args", nargs=argparse.REMAINDER, help="-- then the arguments of `streamlit`")
     args = p.parse_args(argv)
     rest = args.streamlit_args[1:] if args.streamlit_args[:1] == ["--"] else args.streamlit_args
     sampler = StackSampler(args.out, args.interval)
     sampler.start()
     atexit.register(sampler.stop)
+    if args.serve:  # run as a program, like `python -m mre_core.app.serve OPTIONS` (bench does not import the app)
+        sys.argv = ["mre_core.app.serve", *(rest[2:] if rest[:1] == ["run"] else rest)]
+        runpy.run_module("mre_core.app.serve", run_name="__main__", alter_sys=True)
+        return 0
     sys.argv = ["streamlit", *rest]
     runpy.run_module("streamlit", run_name="__main__", alter_sys=True)
     return 0
