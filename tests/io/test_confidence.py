@@ -82,3 +82,14 @@ def test_series_period_helps_a_slice_with_a_tiny_hatched_patch():
     decoded = conf.decode_hatch(small, 900, period_hint=8)
     assert decoded.period_px == 8
     assert np.mean(decoded.hatched_area[body] == small_low[body]) > 0.99
+
+
+def test_line_pixels_are_exactly_scipys_binary_openings() -> None:
+    """The shifted-slice openings (12x faster) give the pixels scipy.ndimage's openings give, borders included."""
+    rng = np.random.default_rng(0)
+    for _ in range(300):
+        m = rng.random((int(rng.integers(1, 40)), int(rng.integers(1, 40)))) < rng.random()
+        thin = m & ~ndimage.binary_opening(m, structure=np.ones((3, 3), bool))
+        down, up = conf.line_pixels(m)
+        assert np.array_equal(down, ndimage.binary_opening(thin, structure=np.eye(3, dtype=bool)))
+        assert np.array_equal(up, ndimage.binary_opening(thin, structure=np.fliplr(np.eye(3, dtype=bool))))
