@@ -1,4 +1,4 @@
-"""``python -m mre_core <verb>``: analyze | listen | watch | work | phantom | train | evaluate | verify.
+"""``python -m mre_core <verb>``: analyze | listen | watch | work | phantom | train | evaluate | verify | users.
 
 Exit codes: 0 success (``analyze``: at least one study analysed), 1 nothing to report
 or a failure the message explains, 2 usage error.
@@ -157,6 +157,13 @@ def build_parser() -> argparse.ArgumentParser:
                                     "and inbox (run several beside the listener)")
     listener.configure_work_parser(p)
     p.set_defaults(func=listener.run_work)
+
+    from mre_core.store import users
+
+    p = sub.add_parser("users", help="local sign-in accounts: add, disable, enable, passwd, role, list "
+                                     "(store: MRE_DB_URL)")
+    users.configure_parser(p)
+    p.set_defaults(func=users.run_cli)
 
     p = sub.add_parser("verify", help="check the shipped weights and run them on a phantom study")
     p.add_argument("--seed", type=int, default=0)

@@ -20,6 +20,11 @@ DEFAULT_WEIGHTS_DIR = REPO_ROOT / "weights"
 DEFAULT_MODEL_NAME = "unet_resnext50_32x4d"
 
 PROFILES = ("auto", "siemens", "ge", "custom")
+
+#: The shortest de-identification key accepted, in bytes (32 = 256 bits, as HMAC-SHA256's own output).
+MIN_DEID_KEY_BYTES = 32
+#: The placeholder of ``.streamlit/secrets.toml.example``; a secret still containing it counts as not set.
+SECRET_PLACEHOLDER = "CHANGE-ME"
 DEVICES = ("auto", "cpu", "cuda")
 
 
@@ -132,6 +137,47 @@ class Settings:
     def replace(self, **changes: object) -> Settings:
         """A copy with some fields changed (``None`` values are ignored)."""
         return replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+
+class DeidKeyError(ValueError):
+    """No usable de-identification key: none configured, or too short. The message says how to set one."""
+
+
+DEID_KEY_HELP = ("set one in .streamlit/secrets.toml ([deid] key = \"...\") or in the environment (MRE_DEID_KEY); "
+                 "make it with: python -c \"import secrets; print(secrets.token_hex(32))\". Keep it secret and keep "
+                 "it: the same key gives the same pseudonyms in every export")
+
+
+def deid_key(secrets: Mapping[str, object] | None = None, environ: Mapping[str, str] | None = None) -> bytes:
+    """The key for de-identified research exports (:func:`mre_core.access.deid.deidentify`), as bytes.
+
+    Read from ``secrets["deid"]["key"]`` (the app passes ``st.secrets``), else ``MRE_DEID_KEY``; secrets win, as
+    for the other settings. It is kept out of :class:`Settings` on purpose, so it never reaches the settings
+    JSON saved with each result. There is no default key: without one this raises :class:`DeidKeyError`.
+    """
+    env = os.environ if environ is None else environ
+    section = (secrets or {}).get("deid")
+    raw = section.get("key") if isinstance(section, Mapping) else None
+    if not raw:
+        raw = env.get("MRE_DEID_KEY")
+    if not raw:
+        raise DeidKeyError(f"no de-identification key configured: {DEID_KEY_HELP}")
+    return check_deid_key(str(raw).strip().encode("utf-8"))
+
+
+def check_deid_key(key: bytes | None) -> bytes:
+    """``key`` when it is usable: bytes, at least :data:`MIN_DEID_KEY_BYTES` long, not the example's placeholder."""
+    if not key:
+        raise DeidKeyError(f"no de-identification key given, and no default key is used: {DEID_KEY_HELP}")
+    if not isinstance(key, bytes):
+        raise TypeError(f"the de-identification key must be bytes, got {type(key).__name__}")
+    if SECRET_PLACEHOLDER.lower().encode() in key.lower():
+        raise DeidKeyError(f"the de-identification key is still the example's {SECRET_PLACEHOLDER} placeholder: "
+                           f"{DEID_KEY_HELP}")
+    if len(key) < MIN_DEID_KEY_BYTES:
+        raise DeidKeyError(f"the de-identification key is {len(key)} bytes, shorter than {MIN_DEID_KEY_BYTES}: "
+                           f"{DEID_KEY_HELP}")
+    return key
 
 
 def _parse(name: str, raw: str) -> object:

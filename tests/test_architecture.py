@@ -68,6 +68,17 @@ def test_the_phantom_shares_no_code_with_the_readers_it_tests() -> None:
     assert _offenders(("mre_core.phantom",), readers) == []
 
 
+def test_the_pipeline_does_not_know_who_asked() -> None:
+    sources = ("mre_core.io", "mre_core.analysis", "mre_core.outputs", "mre_core.stats")
+    assert _offenders(sources, ("mre_core.access",)) == []
+
+
+def test_access_rules_are_pure() -> None:
+    targets = ("mre_core.store", "mre_core.app", "mre_core.workflow", "mre_core.model", "streamlit", "sqlalchemy",
+               "torch")
+    assert _offenders(("mre_core.access",), targets) == []
+
+
 def test_the_schema_depends_on_nothing_else_in_the_store() -> None:
     assert _offenders(("mre_core.store.schema",), ("mre_core.store.results", "mre_core.store.inbox")) == []
     assert _offenders(("mre_core.store.results",), ("mre_core.store.inbox",)) == []
@@ -86,6 +97,7 @@ def test_no_module_imports_a_removed_flat_path() -> None:
 
 
 @pytest.mark.parametrize("module", ["mre_core.config", "mre_core.analysis.staging", "mre_core.io.vendor_rules",
+                                    "mre_core.access.roles", "mre_core.access.oidc",
                                     "mre_core.io.elastogram"])
 def test_registries_import_without_torch(module: str) -> None:
     code = f"import sys, {module}; sys.exit(1 if 'torch' in sys.modules else 0)"

@@ -15,7 +15,10 @@ PostgreSQL (any SQLAlchemy URL). Tables:
     one row per slice of a revision: SOP UID, statistics, exclusion, QC flags and the ROI mask
     (packed bits, zlib-compressed) so a saved review can be shown and audited later.
 ``audit``
-    append-only log of who did what (placeholder for when logins exist).
+    append-only log of who did what: saves, intake refusals, sign-ins, account changes, refused actions
+    (read and exported by :mod:`mre_core.store.audit`; the database refuses UPDATE and DELETE on it).
+``users``
+    local sign-in accounts with argon2id password hashes (:mod:`mre_core.store.users`).
 ``inbox_instances``, ``inbox_studies``, ``forwards``
     DICOM received by the listener / watch folder and objects to send back (see :mod:`mre_core.store.inbox`).
 ``schema_version``
@@ -157,7 +160,7 @@ class Store:
 
     >>> s = Store("sqlite://")
     >>> s.version()
-    5
+    6
     """
 
     def __init__(self, url: str, schema: int = SCHEMA_VERSION) -> None:

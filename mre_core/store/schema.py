@@ -1,10 +1,11 @@
 """The store's schema: every table, its version and the migrations that bring an older file forward.
 
 One :class:`sqlalchemy.MetaData` holds the results tables (``studies``, ``revisions``, ``slices``,
-``audit``) and the inbox tables (``inbox_instances``, ``inbox_studies``, ``forwards``, ``outputs``, used by
-:mod:`mre_core.store.inbox`). :data:`MIGRATIONS` upgrades a version ``v - 1`` schema to ``v``;
-append, never edit. This module imports nothing else of the store, so the results store and the
-inbox both depend on it and never on each other's tables.
+``audit``), the local sign-in accounts (``users``, used by :mod:`mre_core.store.users`) and the inbox
+tables (``inbox_instances``, ``inbox_studies``, ``forwards``, ``outputs``, used by :mod:`mre_core.store.inbox`).
+:data:`MIGRATIONS` upgrades a version ``v - 1`` schema to ``v``; append, never edit. This module imports
+nothing else of the store, so the results store and the inbox both depend on it and never on each other's
+tables.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 
 metadata = sa.MetaData()
@@ -110,6 +111,21 @@ audit = sa.Table(
     sa.Column("study_id", sa.Integer, nullable=True),
     sa.Column("revision_id", sa.Integer, nullable=True),
     sa.Column("detail", sa.Text, nullable=False, default=""),
+)
+
+
+#: Local sign-in accounts (v6). Passwords are kept only as argon2id hashes (PHC strings, parameters included);
+#: a disabled account is kept (``active`` false) so the audit log's names stay resolvable.
+users = sa.Table(
+    "users", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("username", sa.String(128), nullable=False, unique=True),
+    sa.Column("display_name", sa.String(256), nullable=False, default=""),
+    sa.Column("role", sa.String(16), nullable=False),
+    sa.Column("password_hash", sa.String(256), nullable=False),
+    sa.Column("active", sa.Boolean, nullable=False, default=True),
+    sa.Column("created_utc", sa.String(32), nullable=False),
+    sa.Column("updated_utc", sa.String(32), nullable=False),
 )
 
 
@@ -237,9 +253,43 @@ def _migrate_to_5(conn: Connection) -> None:
         "ORDER BY a.revision DESC LIMIT 1) WHERE auto_stiffness_kpa IS NULL")
 
 
+#: The message the database gives when something tries to change or remove an audit entry.
+AUDIT_APPEND_ONLY = "the audit log is append-only"
+
+_SQLITE_AUDIT_TRIGGERS = tuple(
+    f"CREATE TRIGGER IF NOT EXISTS audit_no_{op.lower()} BEFORE {op} ON audit "
+    f"BEGIN SELECT RAISE(ABORT, '{AUDIT_APPEND_ONLY}: {op} refused'); END"
+    for op in ("UPDATE", "DELETE"))
+
+_POSTGRESQL_AUDIT_TRIGGERS = (
+    ("CREATE OR REPLACE FUNCTION mre_audit_append_only() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+     f"RAISE EXCEPTION USING MESSAGE = '{AUDIT_APPEND_ONLY}: ' || TG_OP || ' refused'; END $$"),
+    "DROP TRIGGER IF EXISTS audit_append_only ON audit",
+    ("CREATE TRIGGER audit_append_only BEFORE UPDATE OR DELETE ON audit FOR EACH ROW "
+     "EXECUTE FUNCTION mre_audit_append_only()"),
+    "DROP TRIGGER IF EXISTS audit_no_truncate ON audit",
+    ("CREATE TRIGGER audit_no_truncate BEFORE TRUNCATE ON audit FOR EACH STATEMENT "
+     "EXECUTE FUNCTION mre_audit_append_only()"),
+)
+
+
+def _migrate_to_6(conn: Connection) -> None:
+    """Version 6: local sign-in accounts (``users``), and the audit log made append-only in the database itself.
+
+    Triggers refuse UPDATE and DELETE on ``audit`` (and TRUNCATE on PostgreSQL) with :data:`AUDIT_APPEND_ONLY`.
+    A trigger rather than a PostgreSQL rule: a ``DO INSTEAD NOTHING`` rule would drop the change silently, and a
+    silent no-op hides the bug that tried it. They guard against mistakes and software bugs, not against the
+    database's owner, who can drop them.
+    """
+    metadata.create_all(conn, tables=[users])
+    statements = _POSTGRESQL_AUDIT_TRIGGERS if conn.dialect.name == "postgresql" else _SQLITE_AUDIT_TRIGGERS
+    for statement in statements:
+        conn.exec_driver_sql(statement)
+
+
 #: ``MIGRATIONS[v]`` brings a version ``v - 1`` schema to version ``v``. Append, never edit.
 MIGRATIONS: dict[int, Callable[[Connection], None]] = {1: _migrate_to_1, 2: _migrate_to_2, 3: _migrate_to_3,
-                                                       4: _migrate_to_4, 5: _migrate_to_5}
+                                                       4: _migrate_to_4, 5: _migrate_to_5, 6: _migrate_to_6}
 
 
 def _set_wal(cur: Any, attempts: int = 50) -> None:
