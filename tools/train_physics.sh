@@ -14,8 +14,12 @@
 # Cost measured on the 2-core CPU (2026-12-02): physics phantom ~1.2-2 s per study; one forward+backward of
 # UNet-ResNeXt50 at 256², batch 8, bf16: ~2.7 s. On a CUDA GPU set DEVICE=cuda.
 #
+# The run keeps only its latest checkpoint (and best.pt, by validation Dice): copy $RUN/checkpoint.pt after each
+# epoch to keep candidates, and choose among them by ROI safety on a validation set of the training style that no
+# epoch was trained on (tools/select_checkpoint.py states the rule).
 # Ship the new weights only if, on the unseen styles, ROI outside the liver and Dice beat the current
 # weights (docs/GENERALISATION.md has the current numbers); then update the model card, RESULTS.md and goldens.
+# 2026-12-02: epochs 4-8 run; the safety-selected epoch 5 did not beat the shipped weights on Dice: not shipped.
 #
 # The shipped @e457655bcf5d (2026-12-02): this recipe with EPOCHS=8, stopped after epoch 3 for time (about 24 min
 # per epoch on the shared 2-core CPU), then run again with EPOCHS=3, which resumes from the checkpoint, trains no
