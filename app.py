@@ -1,7 +1,8 @@
-"""MRE Liver Review — the web app's router: page config, the settings sidebar, navigation.
+"""MRE Liver Review — the web app's router: page config, sign-in, the settings sidebar, navigation by role.
 
 Run with ``make run`` (``streamlit run app.py``). Pages live in ``pages/`` and call
-``mre_core`` for every computation.
+``mre_core`` for every computation. Who may open which page is :func:`mre_core.app.auth.pages_for`;
+each page checks it again itself (:func:`mre_core.app.auth.page_guard`).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from pathlib import Path
 
 import streamlit as st
 
+from mre_core.app import auth
 from mre_core.app.context import banner, base_settings, staging_tables
 from mre_core.app.warm import warm_up
 from mre_core.config import PROFILES
@@ -56,12 +58,9 @@ def sidebar_settings() -> None:
 
 def run() -> None:
     st.set_page_config(page_title="MRE Liver Review", page_icon=":material/monitor_heart:", layout="wide")
-    pages = [
-        st.Page(HERE / "pages" / "review.py", title="Review study", icon=":material/biotech:", default=True),
-        st.Page(HERE / "pages" / "cohort.py", title="Cohort", icon=":material/groups:"),
-        st.Page(HERE / "pages" / "model_settings.py", title="Model & settings", icon=":material/tune:"),
-    ]
-    page = st.navigation(pages)
+    user = auth.gate()  # the sign-in page (or the refusal to serve) and st.stop() when nobody may see data
+    page = st.navigation(auth.navigation(user, HERE / "pages"))  # the role's pages; other URLs: a refusal
+    auth.sidebar_user(user)
     sidebar_settings()
     banner()
     page.run()

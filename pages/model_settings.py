@@ -1,4 +1,8 @@
-"""Model & settings: model card, SHA-256, device, staging table (editable, with sources), units, database."""
+"""Model & settings: model card, SHA-256, device, staging table (editable, with sources), units, database.
+
+Access: :func:`~mre_core.app.auth.page_guard` (``view_settings``: readers see it read-only); using an edited
+staging table needs ``change_settings`` and is audited as ``settings:change``.
+"""
 
 from __future__ import annotations
 
@@ -8,13 +12,17 @@ import pandas as pd
 import streamlit as st
 import torch
 
+from mre_core.access import Action, PermissionDenied, allowed
 from mre_core.analysis.staging import TABLES
+from mre_core.app import auth
 from mre_core.app import model_card_view as mcv
 from mre_core.app.context import current_settings, get_model, get_store, model_missing_message
 from mre_core.model.network import WeightsError
 from mre_core.store.results import StoreError
 from mre_core.store.schema import SCHEMA_VERSION
 
+user = auth.page_guard(Action.VIEW_SETTINGS)
+may_change = allowed(user, Action.CHANGE_SETTINGS)
 settings = current_settings()
 st.title("Model & settings")
 
@@ -70,18 +78,25 @@ base = TABLES[base_name]
 edited = st.data_editor(
     pd.DataFrame([{"stage": c.stage.label, "lower bound (kPa)": c.lower_kpa, "source": c.source}
                   for c in base.cutoffs]),
-    hide_index=True, width="stretch", disabled=["stage", "source"], key=f"ms_editor|{base_name}",
+    hide_index=True, width="stretch", disabled=["stage", "source"] if may_change else True,
+    key=f"ms_editor|{base_name}",
     column_config={"lower bound (kPa)": st.column_config.NumberColumn(min_value=0.1, max_value=30.0, step=0.05,
                                                                        format="%.2f", width="small"),
                    "stage": st.column_config.TextColumn(width="small"),
                    "source": st.column_config.TextColumn(width="large")},
 )
-note = st.text_input("Source of the edited cut-offs", "user-edited (local validation)", key="ms_source")
-if st.button("Use this table", icon=":material/check:", key="ms_apply"):
+note = st.text_input("Source of the edited cut-offs", "user-edited (local validation)", key="ms_source",
+                     disabled=not may_change)
+if not may_change:
+    st.caption("Changing the staging table needs the admin role (the sidebar still chooses among the cited tables).")
+if st.button("Use this table", icon=":material/check:", key="ms_apply", disabled=not may_change):
     try:
         bounds = [float(x) for x in edited["lower bound (kPa)"]]
         table = base.with_bounds(*bounds, source=note) if bounds != list(base.bounds_kpa) else base
-    except (ValueError, TypeError) as exc:
+        auth.act(user, Action.CHANGE_SETTINGS, auth.store_or_none(settings), "settings:change",
+                 f"staging table {table.name}: " + ", ".join(f"{c.stage.label} >= {c.lower_kpa:g} kPa"
+                                                             for c in table.cutoffs) + f" (source: {note})")
+    except (ValueError, TypeError, PermissionDenied, auth.AuditUnavailable) as exc:
         st.error(f"Table not used: {exc}")
     else:
         if table.name == "custom":

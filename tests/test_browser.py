@@ -11,47 +11,25 @@ from __future__ import annotations
 import csv
 import io
 import os
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
+from tests.browser_support import CHROMIUM, CHROMIUM_ARGS, ROOT
+from tests.browser_support import free_port as _free_port
+from tests.browser_support import wait_healthy as _wait_healthy
+from tests.browser_support import wait_until_idle as _wait_until_idle
 
 from mre_core.config import Settings
 
 pytestmark = pytest.mark.browser
 
-ROOT = Path(__file__).resolve().parent.parent
-CHROMIUM = Path("/usr/bin/chromium")
 # docs/screenshots is refreshed only on request (MRE_UPDATE_SCREENSHOTS=1), so a test run leaves the tree clean
 SHOTS = (ROOT / "docs" / "screenshots" if os.environ.get("MRE_UPDATE_SCREENSHOTS")
          else Path(tempfile.gettempdir()) / "mre_screenshots")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _wait_healthy(url: str, proc: subprocess.Popen, timeout_s: float = 90.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"streamlit exited with {proc.returncode}: {proc.stdout.read() if proc.stdout else ''}")
-        try:
-            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
-                if r.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.5)
-    raise TimeoutError(f"streamlit did not answer at {url} within {timeout_s} s")
 
 
 @pytest.fixture(scope="module")
@@ -259,15 +237,6 @@ def test_study_sent_by_the_scanner_appears_in_the_worklist_and_is_signed_off(ser
     page.get_by_text("Signed off by Dr Browser").first.wait_for(timeout=30_000)
     page.close()
     assert list(Store(env["MRE_DB_URL"]).history(expected.study_uid)["kind"]) == ["auto", "signed_off"]
-
-
-def _wait_until_idle(page, timeout_ms: int = 60_000) -> None:
-    """Until Streamlit has finished the current run (its status widget says "Running" while a script runs)."""
-    page.wait_for_timeout(300)
-    page.wait_for_function("() => !document.querySelector('[data-testid=\"stStatusWidget\"]')"
-                           " || !/Running/i.test(document.querySelector('[data-testid=\"stStatusWidget\"]').innerText)",
-                           timeout=timeout_ms)
-    page.wait_for_timeout(300)
 
 
 def test_reader_draws_a_polygon_roi_that_is_measured_saved_and_exported(server: str, browser,

@@ -225,14 +225,16 @@ def test_model_settings_page_shows_card_sha_and_edits_the_staging_table(env: str
     sha = json.loads((weights_dir / f"{TEST_MODEL}.json").read_text())["sha256"]
     assert sha in text and "Schema version" in text
     assert any("SHA-256 verified" in s.value for s in at.success)
-    # AppTest 1.67 runs only the page script after switch_page (not the router), so the sidebar is not
-    # re-rendered here; the page hands the chosen table to the router through "pending_staging".
+    # The page hands the chosen table to the router through "pending_staging" and reruns; AppTest 1.67 runs
+    # only the page script after switch_page, but that rerun goes through the router (mre_core.app.auth's
+    # page_guard leaves Streamlit's pages/-directory mode), whose sidebar takes the table.
     at.selectbox(key="ms_base").set_value("rdes149")
     at.run()
     next(b for b in at.button if b.label == "Use this table").click()
     at.run()
     assert not at.exception, [e.value for e in at.exception]
-    assert at.session_state["pending_staging"] == "rdes149"
+    assert "pending_staging" not in at.session_state and at.session_state["sb_staging"] == "rdes149"
+    assert at.session_state["settings"].staging.name == "rdes149"
 
 
 def test_router_takes_the_table_chosen_on_the_settings_page(env: str) -> None:

@@ -2,8 +2,8 @@
 
 Owns :mod:`.roles` (the actions, the three roles as cited data, :class:`User`, :func:`allowed` and
 :func:`require`), :mod:`.oidc` (``[auth]`` configured? which role do an OIDC sign-in's claims get),
-:mod:`.deid` (:func:`deidentify`: keyed pseudonyms for research exports) and :mod:`.serving` (refuse to serve
-other machines without sign-in). Local accounts and their password hashes live in
+:mod:`.deid` (:func:`deidentify`: keyed pseudonyms for research exports) and :mod:`.serving` (when sign-in is
+required; refuse to serve other machines without sign-in). Local accounts and their password hashes live in
 :mod:`mre_core.store.users`, the audit log in :mod:`mre_core.store.audit`.
 
 Pure: may import only the standard library, pandas and :mod:`mre_core.config`; never the store, the app,

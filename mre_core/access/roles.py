@@ -31,6 +31,7 @@ class Action(StrEnum):
     VIEW_COHORT = "view_cohort"  #: the Cohort page: agreement statistics over the saved studies
     EXPORT_IDENTIFIED = "export_identified"  #: download tables, SEG, SR or PDF that carry patient identifiers
     EXPORT_DEIDENTIFIED = "export_deidentified"  #: download de-identified research tables (:mod:`.deid`)
+    VIEW_SETTINGS = "view_settings"  #: the Model & settings page, read-only: model card, staging table, store
     CHANGE_SETTINGS = "change_settings"  #: site settings, staging tables, the results store
     MANAGE_MODELS = "manage_models"  #: train, activate or retire segmentation models
     MANAGE_USERS = "manage_users"  #: add, disable, enable accounts; reset passwords; change roles
@@ -60,7 +61,7 @@ class RoleSpec:
 
 
 _READER = frozenset({Action.VIEW_STUDY, Action.VIEW_NAMES, Action.EDIT_REVIEW, Action.SIGN_OFF, Action.VIEW_COHORT,
-                     Action.EXPORT_IDENTIFIED, Action.EXPORT_DEIDENTIFIED})
+                     Action.EXPORT_IDENTIFIED, Action.EXPORT_DEIDENTIFIED, Action.VIEW_SETTINGS})
 _RESEARCHER = frozenset({Action.VIEW_COHORT, Action.EXPORT_DEIDENTIFIED})
 _ADMIN = _READER | {Action.CHANGE_SETTINGS, Action.MANAGE_MODELS, Action.MANAGE_USERS, Action.VIEW_AUDIT}
 
@@ -71,7 +72,8 @@ ROLES: tuple[RoleSpec, ...] = (
              "sign-off"),
     RoleSpec(Role.READER, _READER,
              "review, edit and sign off studies, with patient names; the cohort and exports (a reader already "
-             "sees the identified data on screen, so an identified export grants nothing more)"),
+             "sees the identified data on screen, so an identified export grants nothing more); the model and "
+             "settings in use, read-only"),
     RoleSpec(Role.ADMIN, _ADMIN,
              "everything a reader does, plus site settings, staging tables, models, accounts and the audit log"),
 )
@@ -84,10 +86,15 @@ ACTION_WORDS: Mapping[Action, str] = MappingProxyType({
     Action.VIEW_STUDY: "open a study for review", Action.VIEW_NAMES: "see patient names and identifiers",
     Action.EDIT_REVIEW: "edit a review", Action.SIGN_OFF: "sign off a review",
     Action.VIEW_COHORT: "view the cohort", Action.EXPORT_IDENTIFIED: "export identified data",
+    Action.VIEW_SETTINGS: "view the model and settings",
     Action.EXPORT_DEIDENTIFIED: "export de-identified data", Action.CHANGE_SETTINGS: "change the site settings",
     Action.MANAGE_MODELS: "manage models", Action.MANAGE_USERS: "manage user accounts",
     Action.VIEW_AUDIT: "view the audit log",
 })
+
+
+#: How a :class:`User` came to be using the app.
+SOURCES = ("local", "oidc", "loopback")
 
 
 @dataclass(frozen=True)
@@ -103,18 +110,25 @@ class User:
     role:
         What they may do (:data:`PERMISSIONS`).
     source:
-        ``"local"`` (an account of :mod:`mre_core.store.users`) or ``"oidc"`` (Streamlit's ``st.login``).
+        ``"local"`` (an account of :mod:`mre_core.store.users`), ``"oidc"`` (Streamlit's ``st.login``) or
+        ``"loopback"`` (nobody signed in: the implicit user of an app served on this machine only, see
+        :func:`mre_core.access.serving.login_required`).
     """
 
     username: str
     display_name: str
     role: Role
-    source: Literal["local", "oidc"] = "local"
+    source: Literal["local", "oidc", "loopback"] = "local"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "role", Role(self.role))
-        if self.source not in ("local", "oidc"):
-            raise ValueError(f"user source must be 'local' or 'oidc', got {self.source!r}")
+        if self.source not in SOURCES:
+            raise ValueError(f"user source must be one of {', '.join(map(repr, SOURCES))}, got {self.source!r}")
+
+    @property
+    def signed_in(self) -> bool:
+        """True for a person who signed in (a local account or OIDC), False for the implicit loopback user."""
+        return self.source != "loopback"
 
     def describe(self) -> str:
         return f"{self.username!r} ({self.role.value})"
@@ -166,4 +180,4 @@ def require(user: User | None, action: Action | str, store: AuditLog | None = No
 
 
 __all__ = ["ACTION_WORDS", "Action", "AuditLog", "PERMISSIONS", "PermissionDenied", "ROLES", "ROLES_SOURCE", "Role",
-           "RoleSpec", "User", "allowed", "require"]
+           "RoleSpec", "SOURCES", "User", "allowed", "require"]

@@ -3,20 +3,28 @@
 Pure pandas over :meth:`mre_core.store.results.Store.latest_table`; the statistics themselves are
 :func:`mre_core.stats.agreement.agreement`, the ROI overlap :mod:`mre_core.stats.overlap` over
 :func:`mre_core.store.rois.roi_pairs`.
+
+For users who may not see identifiers (researchers) every table and figure the page shows goes through
+:func:`for_viewer` (keyed pseudonyms, no names, no free text, dates to the year), and the exports are
+:func:`deidentified_zip`: the de-identified CSV with its :class:`~mre_core.access.deid.DeidRecord` beside it.
 """
 
 from __future__ import annotations
 
 import io
 import math
-from collections.abc import Iterable
+import secrets
+import zipfile
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from mre_core.access.deid import DEFAULT_ID_COLUMNS, DeidRecord, deidentify
 from mre_core.analysis.staging import FibrosisStage, StagingTable, stage
+from mre_core.config import DeidKeyError, deid_key
 from mre_core.stats.agreement import AgreementReport, agreement
 from mre_core.stats.overlap import OverlapSummary, overlap_summary
 from mre_core.stats.overlap import roi_overlap as overlap_table
@@ -249,11 +257,59 @@ def roi_overlap(store: Any, study_uids: Iterable[str]) -> tuple[pd.DataFrame, Ov
     return table, overlap_summary(table)
 
 
+#: Identifier columns pseudonymised on the cohort page (the ROI overlap table adds each slice's SOP UID).
+VIEW_ID_COLUMNS = (*DEFAULT_ID_COLUMNS, "sop_uid")
+#: What identifier cells show for a viewer without a de-identification key configured.
+NO_KEY = "(hidden: no key)"
+
+
+def research_key(secrets_: Mapping[str, Any] | None = None,
+                 environ: Mapping[str, str] | None = None) -> tuple[bytes | None, str]:
+    """The site's de-identification key (:func:`mre_core.config.deid_key`) and ``""``, or ``None`` and the
+    message saying how to set one."""
+    try:
+        return deid_key(secrets_, environ), ""
+    except DeidKeyError as exc:
+        return None, str(exc)
+
+
+def for_viewer(frame: pd.DataFrame, identified: bool, key: bytes | None) -> pd.DataFrame:
+    """The table as this viewer may see it.
+
+    ``identified`` (the role may see names): unchanged. Otherwise :func:`~mre_core.access.deid.deidentify`:
+    patient ID, study, series and SOP UIDs become keyed pseudonyms (the same as in the exports), names and
+    comments are dropped and dates keep their year. Without a ``key`` the identifier cells read
+    :data:`NO_KEY` (a throw-away key computes the rest, and its pseudonyms are overwritten).
+    """
+    if identified:
+        return frame
+    out, _ = deidentify(frame, key or secrets.token_bytes(32), id_columns=VIEW_ID_COLUMNS)
+    if key is None:
+        for col in out.columns:
+            if col in VIEW_ID_COLUMNS:
+                out[col] = NO_KEY
+    return out
+
+
+def deidentified_zip(frame: pd.DataFrame, key: bytes | None, stem: str) -> tuple[bytes, DeidRecord]:
+    """A research export: ``<stem>.csv`` de-identified and ``<stem>.deidentification.json`` (the record: method,
+    key fingerprint, columns replaced, dropped and kept) in one ZIP, so the two travel together.
+
+    Raises :class:`~mre_core.config.DeidKeyError` without a key: there is no default key."""
+    out, record = deidentify(frame, key, id_columns=VIEW_ID_COLUMNS)
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED) as z:
+        z.writestr(f"{stem}.csv", csv_bytes(out))
+        z.writestr(f"{stem}.deidentification.json", record.to_json() + "\n")
+    return buf.getvalue(), record
+
+
 def csv_bytes(frame: pd.DataFrame) -> bytes:
     """CSV with plain numbers (up to 6 significant digits, no fixed-width scientific notation), UTF-8."""
     return frame.to_csv(index=False, float_format="%.6g").encode("utf-8")
 
 
 __all__ = ["COMPARISONS", "CohortStats", "EXPORT_COLUMNS", "IDENTIFYING_COLUMNS", "ManualCsvError", "ManualImport",
-           "apply_filters", "cohort_export", "cohort_stats", "csv_bytes", "merge_manual", "per_stage_table",
-           "prepare", "read_manual_csv", "roi_overlap", "summary_table"]
+           "NO_KEY", "VIEW_ID_COLUMNS", "apply_filters", "cohort_export", "cohort_stats", "csv_bytes",
+           "deidentified_zip", "for_viewer", "merge_manual", "per_stage_table", "prepare", "read_manual_csv",
+           "research_key", "roi_overlap", "summary_table"]

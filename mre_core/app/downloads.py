@@ -5,16 +5,25 @@ Owns the six download buttons (keys ``dl_study``, ``dl_slices``, ``dl_pdf``, ``d
 on the PDF and whether the SR is VERIFIED come from :mod:`.review_status`. The PDF, PNG, SEG and SR
 are built only when clicked (callables: building the SEG and SR on every run cost 0.3–1 s per run,
 ``python -m mre_core.bench --app``).
+
+Every file carries the patient's identifiers, so each button needs ``export_identified`` (the buttons are not
+drawn without it) and each click is checked again and written to the audit log as ``export:<kind>`` with the
+study and the file name (:func:`mre_core.app.auth.audited`, which runs inside the deferred callable with the
+store and the user bound to it: a callable has no script context).
 """
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
+from typing import Any
 
 import streamlit as st
 
+from mre_core.access import Action, User, allowed
 from mre_core.analysis.pipeline import StudyResult
 from mre_core.app import exports
+from mre_core.app.auth import audited
 from mre_core.app import review_status as rst
 from mre_core.app.review_state import ReviewEdits
 from mre_core.app.review_status import ReviewStatus
@@ -50,26 +59,41 @@ class SegAndSr:
         return self._build()[1]
 
 
-def download_buttons(reviewed: StudyResult, edits: ReviewEdits, status: ReviewStatus) -> None:
-    """Two rows of three buttons: CSVs and PDF, then SEG, SR and the overlay PNG."""
+def download_buttons(reviewed: StudyResult, edits: ReviewEdits, status: ReviewStatus, user: User | None = None,
+                     store: Any | None = None) -> None:
+    """Two rows of three buttons: CSVs and PDF, then SEG, SR and the overlay PNG; each click audited."""
+    if not allowed(user, Action.EXPORT_IDENTIFIED):
+        st.caption("Downloads of this study (CSV, PDF, DICOM SEG/SR, PNG) carry patient identifiers: they need "
+                   "a role that may export identified data.")
+        return
     stem = exports.file_stem(reviewed)
     label = rst.status_label(status)
+    revision = status.saved_revision
+
+    def data(build: Callable[[], bytes], kind: str, name: str) -> Callable[[], bytes]:
+        return audited(build, user=user, store=store, action=Action.EXPORT_IDENTIFIED, kind=kind,
+                       detail=f"{name} (study {reviewed.study_uid}, {label})", study_uid=reviewed.study_uid,
+                       series_uid=reviewed.series_uid)
+
     d = st.columns(3)
-    d[0].download_button("Study CSV", exports.study_csv(reviewed, edits, status.saved_revision, label),
+    d[0].download_button("Study CSV", data(lambda: exports.study_csv(reviewed, edits, revision, label), "study_csv",
+                                           f"{stem}_study.csv"),
                          f"{stem}_study.csv", "text/csv", icon=ICON, key="dl_study", on_click="ignore")
-    d[1].download_button("Slices CSV", exports.slices_csv(reviewed), f"{stem}_slices.csv", "text/csv",
-                         icon=ICON, key="dl_slices", on_click="ignore")
-    d[2].download_button("PDF report", lambda: exports.pdf_bytes(reviewed, edits, label), f"{stem}_report.pdf",
-                         "application/pdf", icon=":material/picture_as_pdf:", key="dl_pdf", on_click="ignore",
-                         help=pdf_help(status))
+    d[1].download_button("Slices CSV", data(lambda: exports.slices_csv(reviewed), "slices_csv", f"{stem}_slices.csv"),
+                         f"{stem}_slices.csv", "text/csv", icon=ICON, key="dl_slices", on_click="ignore")
+    d[2].download_button("PDF report", data(lambda: exports.pdf_bytes(reviewed, edits, label), "pdf",
+                                            f"{stem}_report.pdf"),
+                         f"{stem}_report.pdf", "application/pdf", icon=":material/picture_as_pdf:", key="dl_pdf",
+                         on_click="ignore", help=pdf_help(status))
     d = st.columns(3)
     pair = SegAndSr(reviewed, rst.verifying_observer(status), edits)  # built when first clicked, not every run
-    d[0].download_button("DICOM SEG", pair.seg, f"{stem}_roi_seg.dcm", "application/dicom",
-                         icon=ICON, key="dl_seg", on_click="ignore")
-    d[1].download_button("DICOM SR", pair.sr, f"{stem}_sr.dcm", "application/dicom", icon=ICON,
-                         key="dl_sr", on_click="ignore", help=rst.sr_help(status))
-    d[2].download_button("Overlay PNG", lambda: exports.overlay_png_bytes(reviewed), f"{stem}_overlay.png",
-                         "image/png", icon=ICON, key="dl_png", on_click="ignore")
+    d[0].download_button("DICOM SEG", data(pair.seg, "seg", f"{stem}_roi_seg.dcm"), f"{stem}_roi_seg.dcm",
+                         "application/dicom", icon=ICON, key="dl_seg", on_click="ignore")
+    d[1].download_button("DICOM SR", data(pair.sr, "sr", f"{stem}_sr.dcm"), f"{stem}_sr.dcm", "application/dicom",
+                         icon=ICON, key="dl_sr", on_click="ignore", help=rst.sr_help(status))
+    d[2].download_button("Overlay PNG", data(lambda: exports.overlay_png_bytes(reviewed), "overlay_png",
+                                             f"{stem}_overlay.png"),
+                         f"{stem}_overlay.png", "image/png", icon=ICON, key="dl_png", on_click="ignore")
 
 
 __all__ = ["SegAndSr", "download_buttons", "pdf_help"]

@@ -15,6 +15,10 @@ Owns
 * *Save to results store* and *Sign off* (:func:`save_buttons`), which record ``rv_saved``,
   ``rv_signed`` and ``rv_baseline`` (the content key of the saved edits: a later edit is "not saved yet").
 
+Who may do what: the edit widgets are disabled without ``edit_review``, and :func:`save_review` — the one
+path to the store — calls :func:`mre_core.access.require` (``edit_review``, ``sign_off``) before writing,
+whatever the buttons showed; the audit entry names the signed-in user.
+
 Whether a study is automatic, reviewed, saved or signed off, and what the page says about it,
 is decided in :mod:`.review_status`; this module draws it.
 """
@@ -29,9 +33,11 @@ import pandas as pd
 import streamlit as st
 from streamlit.delta_generator import DeltaGenerator
 
+from mre_core.access import Action, PermissionDenied, User, allowed, require
 from mre_core.analysis.pipeline import StudyResult
 from mre_core.app import review_status as rst
 from mre_core.app import roi_drawing
+from mre_core.app.auth import audit_view
 from mre_core.app.context import get_store
 from mre_core.app.exports import slice_label_map
 from mre_core.app.review_state import MAX_GROW_PX, ReviewableStudy, ReviewEdits
@@ -41,10 +47,12 @@ from mre_core.store.results import AlreadySignedOff, StoreError
 
 #: Prefixes of the per-study edit widgets' keys (``<prefix><study>|…``), reset on a restore.
 EDIT_KEY_PREFIXES = ("ex|", "grow|", "thr|", "man|", "who|", "note|", "drawon|", "drawmode|", "drawtool|")
+#: Session-state key: the reviewer name a study starts with (the signed-in user's name; "" in local mode).
+DEFAULT_REVIEWER_KEY = "rv_default_reviewer"
 
 
 # ----------------------------------------------------------------------------- saved revisions
-def show_saved_study(settings: Settings, study_uid: str, series_uid: str | None) -> None:
+def show_saved_study(settings: Settings, study_uid: str, series_uid: str | None, user: User | None = None) -> None:
     """A saved study opened from the cohort page (numbers from the store; images need the files)."""
     try:
         store = get_store(settings)
@@ -56,6 +64,7 @@ def show_saved_study(settings: Settings, study_uid: str, series_uid: str | None)
         st.warning(f"No saved study with Study Instance UID {study_uid} in the results store.")
         return
     series_uid = series_uid or str(history["series_uid"].iloc[-1])
+    audit_view(store, user, study_uid, series_uid)
     rev = st.selectbox("Saved revision", list(history["revision"]), index=len(history) - 1, key="saved_rev")
     saved = store.load_revision(study_uid, series_uid, int(rev))
     st.subheader(f"Saved study — revision {saved.revision} ({saved.kind}, {saved.created_utc})")
@@ -108,7 +117,9 @@ def _adopt(skey: str, saved: Any, default_threshold: float) -> None:
     reviewed = saved.kind != rst.RevisionKind.AUTO.value
     excluded = set(saved.slices.loc[saved.slices["excluded"].astype(bool), "sop_uid"]) if reviewed and \
         not saved.slices.empty else set()
-    edits = ReviewEdits.from_saved(saved.edits, saved.rois, excluded) if reviewed else ReviewEdits()
+    # an automatic revision has no reviewer: the review starts with the signed-in user's name (if any)
+    edits = ReviewEdits.from_saved(saved.edits, saved.rois, excluded) if reviewed else \
+        ReviewEdits().with_comment("", state.get(DEFAULT_REVIEWER_KEY, ""))
     state["rv_edits"][skey] = edits
     state["rv_saved"][skey] = int(saved.revision)
     state.setdefault("rv_signed", {})[skey] = saved.reviewer if saved.kind == rst.RevisionKind.SIGNED_OFF.value \
@@ -146,9 +157,9 @@ def restore(store: Any, study_uid: str, series_uid: str, skey: str, revision: in
 
 
 def saved_revisions(box: DeltaGenerator, settings: Settings, auto: StudyResult, skey: str,
-                    default_threshold: float) -> Any | None:
+                    default_threshold: float, editable: bool = True) -> Any | None:
     """Load the latest saved review (first time only), then the *Saved before* banner and restore button in
-    ``box``; returns the store (``None``: unavailable)."""
+    ``box`` (disabled unless ``editable``); returns the store (``None``: unavailable)."""
     try:
         store = get_store(settings)
         history = store.history(auto.study_uid, auto.series_uid)
@@ -172,27 +183,30 @@ def saved_revisions(box: DeltaGenerator, settings: Settings, auto: StudyResult, 
                            label_visibility="collapsed")
         c2.button(f"Restore revision {rev} into the review", on_click=restore,
                   args=(store, auto.study_uid, auto.series_uid, skey, int(rev), default_threshold),
-                  icon=":material/restore:")
+                  icon=":material/restore:", disabled=not editable)
     return store
 
 
 # ----------------------------------------------------------------------------- edit controls
 def _slice_controls(rs: ReviewableStudy, i: int, box: DeltaGenerator, edits: ReviewEdits, skey: str,
-                    drawing: bool = True) -> ReviewEdits:
+                    drawing: bool = True, editable: bool = True) -> ReviewEdits:
     """Exclude / erode-dilate / threshold widgets for slice ``i`` and, with ``drawing``, the drawing
-    controls; returns the edits with their values."""
+    controls; returns the edits with their values. Without ``editable`` the widgets are disabled."""
     sop = rs.result.slices[i].sop_uid
     e = edits.slice(sop)
     _seed(f"ex|{skey}|{sop}", e.excluded)
     _seed(f"grow|{skey}|{sop}", e.grow_px)
     _seed(f"thr|{skey}|{sop}", float(e.threshold or rs.threshold))
-    ex = box.checkbox("Exclude this slice", key=f"ex|{skey}|{sop}")
-    grow = box.number_input("Erode (−) / dilate (+), px", -MAX_GROW_PX, MAX_GROW_PX, step=1, key=f"grow|{skey}|{sop}")
-    thr = box.slider("Probability threshold", 0.05, 0.95, step=0.05, key=f"thr|{skey}|{sop}", help=f"Model default {rs.threshold:.2f}; re-thresholds the stored "
-                                                   "probability map (no second model run)")
+    off = not editable
+    ex = box.checkbox("Exclude this slice", key=f"ex|{skey}|{sop}", disabled=off)
+    grow = box.number_input("Erode (−) / dilate (+), px", -MAX_GROW_PX, MAX_GROW_PX, step=1, key=f"grow|{skey}|{sop}",
+                            disabled=off)
+    thr = box.slider("Probability threshold", 0.05, 0.95, step=0.05, key=f"thr|{skey}|{sop}", disabled=off,
+                     help=f"Model default {rs.threshold:.2f}; re-thresholds the stored probability map (no second "
+                          "model run)")
     edits = (edits.with_excluded(sop, ex).with_grow(sop, int(grow))
              .with_threshold(sop, None if abs(thr - rs.threshold) < 1e-9 else thr))
-    if drawing:
+    if drawing and editable:
         reader = str(st.session_state.get(f"who|{skey}", edits.reviewer) or "").strip()
         edits = roi_drawing.drawing_controls(box, rs.result.study.series.slices[i].shape, sop, skey, edits, reader)
     elif edits.drawing(sop):
@@ -202,27 +216,30 @@ def _slice_controls(rs: ReviewableStudy, i: int, box: DeltaGenerator, edits: Rev
 
 
 def slice_edits(rs: ReviewableStudy, shown: list[int], ctl_boxes: Any, edits: ReviewEdits,
-                skey: str, drawing: bool = True) -> ReviewEdits:
+                skey: str, drawing: bool = True, editable: bool = True) -> ReviewEdits:
     """The edit widgets of every shown slice, each in its box; returns the edits with their values.
 
     ``drawing``: offer *Draw the ROI* (one slice at a time; side by side the slices are too small to draw on).
+    ``editable``: the user may edit the review (``edit_review``); otherwise every widget is disabled.
     """
     for i in shown:
-        edits = _slice_controls(rs, i, ctl_boxes[i], edits, skey, drawing)
+        edits = _slice_controls(rs, i, ctl_boxes[i], edits, skey, drawing, editable)
     return edits
 
 
-def review_fields(edits: ReviewEdits, skey: str) -> ReviewEdits:
-    """*Review and save*: manual value (kPa), reviewer and comment; returns the edits with them."""
+def review_fields(edits: ReviewEdits, skey: str, editable: bool = True) -> ReviewEdits:
+    """*Review and save*: manual value (kPa), reviewer and comment; returns the edits with them. The reviewer
+    starts as the signed-in user's name (``rv_default_reviewer``) for a study not reviewed before."""
     st.markdown("#### Review and save")
     c_man, c_who, c_note = st.columns([1, 1, 2])
     _seed(f"man|{skey}", edits.manual_kpa)
-    _seed(f"who|{skey}", edits.reviewer)
+    _seed(f"who|{skey}", edits.reviewer or st.session_state.get(DEFAULT_REVIEWER_KEY, ""))
     _seed(f"note|{skey}", edits.comment)
+    off = not editable
     manual = c_man.number_input("Manual measurement (kPa)", min_value=0.0, max_value=30.0, step=0.01, format="%.2f",
-                                key=f"man|{skey}", placeholder="optional")
-    who = c_who.text_input("Reviewer", key=f"who|{skey}")
-    note = c_note.text_area("Comment", key=f"note|{skey}", height=68)
+                                key=f"man|{skey}", placeholder="optional", disabled=off)
+    who = c_who.text_input("Reviewer", key=f"who|{skey}", disabled=off)
+    note = c_note.text_area("Comment", key=f"note|{skey}", height=68, disabled=off)
     try:
         edits = edits.with_manual(manual if manual else None).with_comment(note, who)
     except ValueError as exc:
@@ -300,16 +317,26 @@ def session_status(edits: ReviewEdits, skey: str, store_available: bool) -> Revi
                         unsaved_changes=saved is not None and baseline is not None and edits.content_key() != baseline)
 
 
-def _save(store: Any, reviewed: StudyResult, edits: ReviewEdits, kind: str, auto: StudyResult | None = None) -> int:
-    """Save the reviewed result; the model's unedited value is kept beside it for the cohort. The first review of
-    a study never saved before also keeps the model's result as it came out (an ``auto`` revision first), so the
-    automatic ROIs stay comparable with the reader's (Dice / IoU on the cohort page)."""
+def save_review(store: Any, user: User | None, reviewed: StudyResult, edits: ReviewEdits, kind: str,
+                auto: StudyResult | None = None) -> int:
+    """Save the reviewed result as ``user``; returns the revision number.
+
+    First :func:`mre_core.access.require`: ``sign_off`` for a sign-off, ``edit_review`` for any other save (a
+    refusal raises :class:`~mre_core.access.PermissionDenied`, is audited as ``access:denied`` and writes
+    nothing). The audit entry ``save:<kind>`` names the user. The model's unedited value is kept beside the
+    result for the cohort. The first review of a study never saved before also keeps the model's result as
+    it came out (an ``auto`` revision first), so the automatic ROIs stay comparable with the reader's (Dice /
+    IoU on the cohort page)."""
+    signing = kind == rst.RevisionKind.SIGNED_OFF.value
+    require(user, Action.SIGN_OFF if signing else Action.EDIT_REVIEW, store,
+            detail=f"study {reviewed.study_uid} series {reviewed.series_uid}")
+    actor = user.username if user is not None else None
     auto_kpa = None if auto is None else auto.stiffness_kpa
     if auto is not None and kind != rst.RevisionKind.AUTO.value and store.history(auto.study_uid,
                                                                                   auto.series_uid).empty:
-        store.save(auto, kind=rst.RevisionKind.AUTO.value, auto_kpa=auto_kpa)
+        store.save(auto, kind=rst.RevisionKind.AUTO.value, auto_kpa=auto_kpa, actor=actor)
     return store.save(reviewed, kind=kind, reviewer=edits.reviewer, comment=edits.comment,
-                      manual_kpa=edits.manual_kpa, edits=edits.to_json(), auto_kpa=auto_kpa)
+                      manual_kpa=edits.manual_kpa, edits=edits.to_json(), auto_kpa=auto_kpa, actor=actor)
 
 
 def _record(skey: str, status: ReviewStatus, edits: ReviewEdits) -> None:
@@ -322,17 +349,19 @@ def _record(skey: str, status: ReviewStatus, edits: ReviewEdits) -> None:
 
 
 def _write(store: Any, reviewed: StudyResult, edits: ReviewEdits, skey: str, status: ReviewStatus, sign: bool,
-           auto: StudyResult | None) -> tuple[str, str]:
+           auto: StudyResult | None, user: User | None) -> tuple[str, str]:
     """Save (or sign off) the review; returns the message to show: ``(kind, text)``, kind success/info/error."""
     try:
         if sign:
-            status = rst.after_sign_off(status, _save(store, reviewed, edits, rst.RevisionKind.SIGNED_OFF.value,
-                                                      auto))
+            status = rst.after_sign_off(status, save_review(store, user, reviewed, edits,
+                                                            rst.RevisionKind.SIGNED_OFF.value, auto))
             _record(skey, status, edits)
             return "success", rst.signed_off_message(status)
-        status = rst.after_save(status, _save(store, reviewed, edits, rst.save_kind(status).value, auto))
+        status = rst.after_save(status, save_review(store, user, reviewed, edits, rst.save_kind(status).value, auto))
         _record(skey, status, edits)
         return "success", rst.saved_message(status.saved_revision)
+    except PermissionDenied as denied:
+        return "error", f"Not saved: {denied}"
     except AlreadySignedOff as done:  # the same content twice (e.g. two readers at once): one sign-off
         _record(skey, dataclasses.replace(status, saved_revision=done.revision, signed_by=done.reviewer,
                                           unsaved_changes=False), edits)
@@ -349,31 +378,35 @@ def _show_message(message: tuple[str, str] | None, box: Any = st) -> None:
 
 
 def save_buttons(store: Any | None, reviewed: StudyResult, edits: ReviewEdits, skey: str,
-                 auto: StudyResult | None = None) -> ReviewStatus:
+                 auto: StudyResult | None = None, user: User | None = None) -> ReviewStatus:
     """*Save to results store* and *Sign off*; returns the study's status.
 
     A click saves with this run's edits and then runs the page again, so that every part of it — the summary,
     these buttons (*Sign off* disabled once signed off), the downloads — shows what was just saved; the
-    message of the click is shown in that run."""
+    message of the click is shown in that run. Each button is disabled when ``user``'s role does not allow it
+    (and :func:`save_review` refuses it anyway)."""
     state = st.session_state
     status = session_status(edits, skey, store is not None)
     message = state.setdefault("rv_msg", {}).pop(skey, None)
     save = st.button("Save to results store", type="primary", icon=":material/save:",
-                     disabled=not rst.can_save(status), help="Adds a new revision; earlier revisions are kept")
+                     disabled=not (rst.can_save(status) and allowed(user, Action.EDIT_REVIEW)),
+                     help="Adds a new revision; earlier revisions are kept")
     if message is not None and message[0] != "error":
         _show_message(message)
     elif (caption := rst.session_caption(status)) is not None:
         st.caption(caption)
-    sign = st.button("Sign off", icon=":material/verified:", disabled=not rst.can_sign_off(status),
+    sign = st.button("Sign off", icon=":material/verified:",
+                     disabled=not (rst.can_sign_off(status) and allowed(user, Action.SIGN_OFF)),
                      help="Save this review as signed off by the reviewer named above (enter your name first; a "
                           "signed-off revision is not signed off again unless something changed)")
     if message is not None and message[0] == "error":
         _show_message(message)
     if save or sign:
-        state["rv_msg"][skey] = _write(store, reviewed, edits, skey, status, sign, auto)
+        state["rv_msg"][skey] = _write(store, reviewed, edits, skey, status, sign, auto, user)
         st.rerun()
     return status
 
 
-__all__ = ["EDIT_KEY_PREFIXES", "edit_widget_keys", "load_saved_review", "restore", "review_fields", "save_buttons", "saved_revisions",
-           "session_status", "show_saved_study", "slice_edits", "study_summary"]
+__all__ = ["DEFAULT_REVIEWER_KEY", "EDIT_KEY_PREFIXES", "edit_widget_keys", "load_saved_review", "restore",
+           "review_fields", "save_buttons", "save_review", "saved_revisions", "session_status", "show_saved_study",
+           "slice_edits", "study_summary"]

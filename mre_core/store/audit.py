@@ -95,9 +95,19 @@ def read_audit(store: Store, *, user: str | None = None, action_prefix: str | No
     return frame
 
 
+def audit_choices(store: Store) -> tuple[list[str], list[str]]:
+    """The users and the action areas (``"login:"``, ``"export:"``, …) found in the log, sorted: the choices of
+    the audit page's filters."""
+    with store.engine.connect() as conn:
+        users = conn.execute(sa.select(audit.c.user).distinct()).scalars().all()
+        actions = conn.execute(sa.select(audit.c.action).distinct()).scalars().all()
+    areas = {a.split(":", 1)[0] + ":" for a in actions if a}
+    return sorted(u for u in users if u), sorted(areas)
+
+
 def audit_csv(frame: pd.DataFrame) -> bytes:
     """An audit table (:func:`read_audit`) as UTF-8 CSV with the snake_case columns of :data:`AUDIT_COLUMNS`."""
     return frame.reindex(columns=list(AUDIT_COLUMNS)).to_csv(index=False).encode("utf-8")
 
 
-__all__ = ["AUDIT_COLUMNS", "append_entry", "audit_csv", "read_audit", "utc_now"]
+__all__ = ["AUDIT_COLUMNS", "append_entry", "audit_choices", "audit_csv", "read_audit", "utc_now"]

@@ -207,13 +207,16 @@ class Store:
     # ------------------------------------------------------------------ writes
     def save(self, result: StudyResult, *, kind: str = "auto", reviewer: str = "", comment: str = "",
              manual_kpa: float | None = None, edits: dict[str, Any] | None = None, dataset: str = "",
-             retries: int = 5, auto_kpa: float | None = None) -> int:
+             retries: int = 5, auto_kpa: float | None = None, actor: str | None = None) -> int:
         """Save ``result`` as a new revision of its study; returns the revision number (1, 2, …).
 
         One transaction: the study row (created on first save), the revision and its slices,
         and an audit entry. Nothing earlier is modified. ``auto_kpa`` is the untouched automatic value the
         reader started from (kept beside the reviewed value); for kind ``auto`` it is the result's own value,
         otherwise, when not given, the study's latest automatic revision's value (or none).
+
+        The audit entry (``save:<kind>``) names ``actor``, the signed-in user who saved (the app passes the
+        account name), with the reviewer's typed name in its detail; without an actor it names the reviewer.
         """
         if kind not in KINDS:
             raise ValueError(f"revision kind must be one of {KINDS}, got {kind!r}")
@@ -223,7 +226,7 @@ class Store:
             try:
                 with self.writer() as conn:
                     return self._save(conn, result, kind, reviewer, comment, manual_kpa, edits or {}, dataset,
-                                      auto_kpa)
+                                      auto_kpa, actor)
             except IntegrityError:
                 # last resort: _save locks the study before numbering, so only a writer that bypasses the
                 # lock (or a non-default isolation level) lands here; the whole transaction is redone
@@ -233,7 +236,8 @@ class Store:
         raise AssertionError("unreachable")
 
     def _save(self, conn: Connection, r: StudyResult, kind: str, reviewer: str, comment: str,
-              manual_kpa: float | None, edits: dict[str, Any], dataset: str, auto_kpa: float | None = None) -> int:
+              manual_kpa: float | None, edits: dict[str, Any], dataset: str, auto_kpa: float | None = None,
+              actor: str | None = None) -> int:
         study_id = self._study_id(conn, r, dataset)
         number = _next_revision(conn, study_id)
         if kind == "signed_off":
@@ -264,8 +268,9 @@ class Store:
             auto_stiffness_kpa=_num(auto_kpa) if auto_kpa is not None else None,
         )).inserted_primary_key[0]
         conn.execute(slices.insert(), [_slice_row(rev_id, s) for s in r.slices])
-        conn.execute(audit.insert().values(at_utc=_now(), user=reviewer, action=f"save:{kind}", study_id=study_id,
-                                           revision_id=rev_id, detail=f"revision {number}"))
+        detail = f"revision {number}" + (f"; reviewer {reviewer!r}" if actor and reviewer else "")
+        conn.execute(audit.insert().values(at_utc=_now(), user=(actor or reviewer)[:128], action=f"save:{kind}",
+                                           study_id=study_id, revision_id=rev_id, detail=detail))
         return number
 
     def _study_id(self, conn: Connection, r: StudyResult, dataset: str) -> int:
@@ -312,10 +317,22 @@ class Store:
         if before == now:
             raise AlreadySignedOff(int(last["revision"]), str(last["reviewer"]), str(last["created_utc"]))
 
-    def log_event(self, action: str, detail: str, user: str = "") -> None:
-        """Append one entry to the audit log (e.g. ``intake:rejected`` with the file and reason)."""
+    def log_event(self, action: str, detail: str, user: str = "", *, study_uid: str | None = None,
+                  series_uid: str | None = None) -> None:
+        """Append one entry to the audit log (e.g. ``intake:rejected`` with the file and reason).
+
+        With ``study_uid`` (and ``series_uid``) the entry is linked to that study when the store has it, so
+        :func:`mre_core.store.audit.read_audit` shows its UIDs; put the UID in ``detail`` too for a study not
+        saved yet."""
         with self.writer() as conn:
-            conn.execute(audit.insert().values(at_utc=_now(), user=user, action=action[:32], detail=detail))
+            study_id = None
+            if study_uid:
+                q = sa.select(studies.c.id).where(studies.c.study_uid == study_uid)
+                if series_uid:
+                    q = q.where(studies.c.series_uid == series_uid)
+                study_id = conn.execute(q.order_by(studies.c.id).limit(1)).scalar()
+            conn.execute(audit.insert().values(at_utc=_now(), user=user[:128], action=action[:32], detail=detail,
+                                               study_id=study_id))
 
     # ------------------------------------------------------------------ reads
     def history(self, study_uid: str, series_uid: str | None = None) -> pd.DataFrame:

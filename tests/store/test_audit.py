@@ -114,3 +114,20 @@ def test_a_version_5_store_is_upgraded_keeping_its_audit_log(store_url: str) -> 
         assert len(read_audit(store)) == 2
     finally:
         store.dispose()
+
+
+def test_a_save_names_the_signed_in_user_and_an_event_can_name_its_study(store: Store) -> None:
+    from mre_core.store.audit import audit_choices
+
+    result = make_result([3.0, 3.2])
+    store.save(result, kind="review", reviewer="Dr Typed Name", actor="bob")
+    store.log_event("study:view", f"study {result.study_uid}", user="carol", study_uid=result.study_uid,
+                    series_uid=result.series_uid)
+    store.log_event("study:view", "study 9.9.9 (not saved)", user="carol", study_uid="9.9.9")
+    found = read_audit(store)
+    assert found[["user", "action"]].values.tolist() == [["bob", "save:review"], ["carol", "study:view"],
+                                                         ["carol", "study:view"]]
+    assert found["study_uid"].iloc[:2].tolist() == [result.study_uid] * 2 and pd.isna(found["study_uid"].iloc[2])
+    assert "reviewer 'Dr Typed Name'" in found["detail"].iloc[0]
+    assert read_audit(store, study_uid="9.9.9")["detail"].tolist() == ["study 9.9.9 (not saved)"]
+    assert audit_choices(store) == (["bob", "carol"], ["save:", "study:"])
