@@ -69,7 +69,7 @@ def audited(build, action: Action, kind: str, detail: str):
 def research_download(container, label: str, frame, stem: str, kind: str, dl_key: str) -> None:
     """A de-identified ZIP (CSV + its de-identification record), or, without a key, the reason there is none."""
     if key is None:
-        container.caption(f"{label}: no de-identification key is set ({key_help}).")
+        container.caption(f"{label} (de-identified): no key set — see below.")
         return
     container.download_button(f"{label} (de-identified)",
                               audited(lambda: cd.deidentified_zip(frame, key, stem)[0], Action.EXPORT_DEIDENTIFIED,
@@ -284,6 +284,8 @@ if allowed(user, Action.EXPORT_IDENTIFIED):
                                                f"{'included' if names else 'left out'}"),
                          "cohort.csv", "text/csv", icon=":material/download:", key="co_dl_csv", on_click="ignore")
 research_download(d[1], "Cohort", cd.cohort_export(shown, table), "cohort", "cohort_deid", "co_dl_deid")
+if key is None:
+    st.caption(f"De-identified exports need a de-identification key: {key_help}.")
 if stats is not None:
     d[2].download_button("Statistics summary CSV",
                          audited(lambda: cd.csv_bytes(stats.summary), Action.EXPORT_DEIDENTIFIED, "stats_csv",
