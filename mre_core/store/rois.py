@@ -52,7 +52,12 @@ def _masks(conn: sa.Connection, revision_id: int) -> dict[str, tuple[np.ndarray,
 def roi_pairs(store: Store, study_uids: Iterable[str] | None = None) -> Iterator[RoiPair]:
     """Every slice of every study (or of ``study_uids``) that has an automatic and a reader revision: the latest
     reader revision and the latest automatic revision of the same series."""
-    q = sa.select(studies.c.id, studies.c.patient_id, studies.c.study_uid, studies.c.series_uid)
+    def has(kinds: tuple[str, ...]) -> sa.Exists:
+        return sa.exists().where((revisions.c.study_id == studies.c.id) & revisions.c.kind.in_(kinds))
+
+    # only studies with both kinds of revision are read further (the cohort page calls this on every run)
+    q = (sa.select(studies.c.id, studies.c.patient_id, studies.c.study_uid, studies.c.series_uid)
+         .where(has(READER_KINDS) & has(("auto",))))
     wanted = None if study_uids is None else set(study_uids)
     with store.engine.connect() as conn:
         for sid, patient_id, study_uid, series_uid in conn.execute(q).all():
