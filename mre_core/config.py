@@ -74,6 +74,9 @@ class Settings:
         SQLAlchemy URL of the results store.
     inbox_dir:
         Where the DICOM listener and the watch folder file received instances (see :mod:`mre_core.store.inbox`).
+    models_dir:
+        Where site-trained models and their training runs are written (one folder per model; see
+        :mod:`mre_core.store.models` and :mod:`mre_core.workflow.training_job`).
     """
 
     device: str = "auto"
@@ -93,6 +96,7 @@ class Settings:
     staging: StagingTable = field(default=PAPER_TABLE)
     db_url: str = f"sqlite:///{REPO_ROOT / 'data' / 'mre_review.sqlite'}"
     inbox_dir: Path = REPO_ROOT / "data" / "inbox"
+    models_dir: Path = REPO_ROOT / "data" / "models"
 
     def __post_init__(self) -> None:
         if self.device not in DEVICES:
@@ -183,7 +187,7 @@ def check_deid_key(key: bytes | None) -> bytes:
 def _parse(name: str, raw: str) -> object:
     if name == "staging":
         return get_table(raw)
-    if name in ("weights_dir", "inbox_dir"):
+    if name in ("weights_dir", "inbox_dir", "models_dir"):
         return Path(raw)
     if name == "plausible_kpa":
         low, high = (float(x) for x in raw.split(","))

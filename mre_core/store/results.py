@@ -160,7 +160,7 @@ class Store:
 
     >>> s = Store("sqlite://")
     >>> s.version()
-    6
+    7
     """
 
     def __init__(self, url: str, schema: int = SCHEMA_VERSION) -> None:

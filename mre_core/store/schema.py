@@ -2,7 +2,10 @@
 
 One :class:`sqlalchemy.MetaData` holds the results tables (``studies``, ``revisions``, ``slices``,
 ``audit``), the local sign-in accounts (``users``, used by :mod:`mre_core.store.users`) and the inbox
-tables (``inbox_instances``, ``inbox_studies``, ``forwards``, ``outputs``, used by :mod:`mre_core.store.inbox`).
+tables (``inbox_instances``, ``inbox_studies``, ``forwards``, ``outputs``, used by :mod:`mre_core.store.inbox`),
+and the site-training tables (``reader_rois``, imported reads, :mod:`mre_core.store.labels`; ``models`` and
+``model_activations``, the model registry, :mod:`mre_core.store.models`; ``training_jobs``,
+:mod:`mre_core.workflow.training_job`).
 :data:`MIGRATIONS` upgrades a version ``v - 1`` schema to ``v``; append, never edit. This module imports
 nothing else of the store, so the results store and the inbox both depend on it and never on each other's
 tables.
@@ -17,7 +20,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 
 
 metadata = sa.MetaData()
@@ -126,6 +129,85 @@ users = sa.Table(
     sa.Column("active", sa.Boolean, nullable=False, default=True),
     sa.Column("created_utc", sa.String(32), nullable=False),
     sa.Column("updated_utc", sa.String(32), nullable=False),
+)
+
+
+#: Reader ROIs imported from existing reads (v7): DICOM SEG / RTSTRUCT files that reference a stored study's images,
+#: one row per referenced image (matched by SOP Instance UID). Re-importing the same object replaces nothing: the
+#: pair (source object, image) is unique.
+reader_rois = sa.Table(
+    "reader_rois", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("study_uid", sa.String(128), nullable=False, index=True),
+    sa.Column("series_uid", sa.String(128), nullable=False),  # the series of the referenced image
+    sa.Column("sop_uid", sa.String(128), nullable=False),  # the referenced image
+    sa.Column("patient_id", sa.String(128), nullable=False, default=""),
+    sa.Column("study_date", sa.String(16), nullable=False, default=""),  # of the referenced images
+    sa.Column("manufacturer", sa.String(128), nullable=False, default=""),  # of the referenced images
+    sa.Column("reader", sa.String(256), nullable=False, default=""),
+    sa.Column("read_date", sa.String(16), nullable=False, default=""),  # YYYYMMDD of the read (content date)
+    sa.Column("source", sa.String(16), nullable=False),  # "seg" | "rtstruct"
+    sa.Column("source_file", sa.Text, nullable=False, default=""),
+    sa.Column("source_sop_uid", sa.String(128), nullable=False),  # the SEG / RTSTRUCT object's own UID
+    sa.Column("label", sa.String(256), nullable=False, default=""),  # segment label / ROI name
+    sa.Column("roi_rows", sa.Integer, nullable=False),
+    sa.Column("roi_cols", sa.Integer, nullable=False),
+    sa.Column("roi_packed", sa.LargeBinary, nullable=False),
+    sa.Column("imported_utc", sa.String(32), nullable=False),
+    sa.Column("imported_by", sa.String(128), nullable=False, default=""),
+    sa.UniqueConstraint("source_sop_uid", "sop_uid", name="uq_reader_roi"),
+)
+
+
+#: The model registry (v7): every model the site has used or trained, shipped or site-trained. ``version`` is
+#: ``<name>@<sha256[:12]>`` as stored on every revision (``revisions.model_name`` / ``model_sha256``).
+models = sa.Table(
+    "models", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("version", sa.String(160), nullable=False, unique=True),
+    sa.Column("name", sa.String(128), nullable=False),
+    sa.Column("sha256", sa.String(64), nullable=False),
+    sa.Column("weights_dir", sa.Text, nullable=False),
+    sa.Column("arch", sa.String(32), nullable=False, default=""),
+    sa.Column("origin", sa.String(16), nullable=False),  # "shipped" | "site"
+    sa.Column("parent_version", sa.String(160), nullable=False, default=""),  # fine-tuned from
+    sa.Column("created_utc", sa.String(32), nullable=False),
+    sa.Column("created_by", sa.String(128), nullable=False, default=""),
+    sa.Column("manifest_json", sa.Text, nullable=False, default="{}"),  # studies and ROIs, the split
+    sa.Column("settings_json", sa.Text, nullable=False, default="{}"),  # training settings
+    sa.Column("metrics_json", sa.Text, nullable=False, default="{}"),  # held-out evaluation, comparison
+    sa.Column("heldout_json", sa.Text, nullable=False, default="[]"),  # study UIDs of its held-out test set
+    sa.Column("job_id", sa.Integer, nullable=True),
+)
+
+#: Which model is active, as a history (v7): the latest row wins; rollback is a new row. Never updated.
+model_activations = sa.Table(
+    "model_activations", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("at_utc", sa.String(32), nullable=False),
+    sa.Column("version", sa.String(160), nullable=False),
+    sa.Column("previous_version", sa.String(160), nullable=False, default=""),
+    sa.Column("user", sa.String(128), nullable=False, default=""),
+    sa.Column("reason", sa.Text, nullable=False, default=""),
+    sa.Column("override", sa.Boolean, nullable=False, default=False),  # activated although worse than the active
+)
+
+#: Training runs started from the store (v7), run by their own process; the row is the job's state, so a page
+#: reload or a restart of the app loses nothing.
+training_jobs = sa.Table(
+    "training_jobs", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("created_utc", sa.String(32), nullable=False),
+    sa.Column("created_by", sa.String(128), nullable=False, default=""),
+    sa.Column("status", sa.String(24), nullable=False),
+    sa.Column("params_json", sa.Text, nullable=False, default="{}"),
+    sa.Column("out_dir", sa.Text, nullable=False),
+    sa.Column("worker", sa.String(128), nullable=False, default=""),  # host:pid of the training process
+    sa.Column("progress_json", sa.Text, nullable=False, default="{}"),
+    sa.Column("updated_utc", sa.String(32), nullable=False),
+    sa.Column("finished_utc", sa.String(32), nullable=True),
+    sa.Column("error", sa.Text, nullable=False, default=""),
+    sa.Column("model_version", sa.String(160), nullable=False, default=""),
 )
 
 
@@ -287,9 +369,16 @@ def _migrate_to_6(conn: Connection) -> None:
         conn.exec_driver_sql(statement)
 
 
+def _migrate_to_7(conn: Connection) -> None:
+    """Version 7: site training — imported reader ROIs, the model registry and its activation history, training
+    jobs."""
+    metadata.create_all(conn, tables=[reader_rois, models, model_activations, training_jobs])
+
+
 #: ``MIGRATIONS[v]`` brings a version ``v - 1`` schema to version ``v``. Append, never edit.
 MIGRATIONS: dict[int, Callable[[Connection], None]] = {1: _migrate_to_1, 2: _migrate_to_2, 3: _migrate_to_3,
-                                                       4: _migrate_to_4, 5: _migrate_to_5, 6: _migrate_to_6}
+                                                       4: _migrate_to_4, 5: _migrate_to_5, 6: _migrate_to_6,
+                                                       7: _migrate_to_7}
 
 
 def _set_wal(cur: Any, attempts: int = 50) -> None:

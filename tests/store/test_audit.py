@@ -104,7 +104,7 @@ def test_a_version_5_store_is_upgraded_keeping_its_audit_log(store_url: str) -> 
     old.dispose()
     store = Store(store_url)
     try:
-        assert store.version() == SCHEMA_VERSION == 6
+        assert store.version() == SCHEMA_VERSION == 7
         assert sa.inspect(store.engine).has_table("users")
         assert read_audit(store)["detail"].tolist() == ["before the upgrade"]
         users_module.add_user(store, "bob", "reader", "correct horse battery", actor="upgrade-test")
