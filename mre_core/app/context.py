@@ -3,8 +3,10 @@
 The only module of ``mre_core`` that imports Streamlit. Settings are built, in order, from
 ``MRE_*`` environment variables (:meth:`Settings.from_env`), ``.streamlit/secrets.toml``
 (a ``[mre]`` table, or top-level keys named like :class:`~mre_core.config.Settings` fields),
-then the sidebar (unit profile, staging table, device). The model and the store are
-``st.cache_resource`` objects shared by every browser session; inference is serialised
+then the sidebar (unit profile, staging table, device); :func:`current_settings` then puts the model
+registry's active model in place of the default one (:func:`mre_core.store.models.active_settings`, asked on
+every run, so an activation applies on the next run; :func:`model_choice_note` says which model is used). The
+model and the store are ``st.cache_resource`` objects shared by every browser session; inference is serialised
 by a lock because one torch module is not safe to drive from two threads at once.
 """
 
@@ -42,6 +44,28 @@ def base_settings() -> Settings:
     return Settings.from_env(**secret_overrides())
 
 
+def _resolve_model(settings: Settings) -> tuple[Settings, str]:
+    """``settings`` using the registry's active model (:func:`mre_core.store.models.active_settings`), and the
+    sentence saying which model is used; a store that cannot be read leaves the configured model, and says so."""
+    from mre_core.store.models import active_settings
+
+    try:
+        return active_settings(settings, get_store(settings))
+    except Exception as exc:  # noqa: BLE001 - a store error must not break the page: keep the configured model
+        return settings, (f"The configured model {settings.model_name} in {settings.weights_dir} is used: the "
+                          f"model registry could not be read ({type(exc).__name__}: {exc}).")
+
+
+def model_choice_note(settings: Settings | None = None) -> str:
+    """One sentence for the pages: which model this run analyses with, and why (registry, configuration or a
+    fallback). Without ``settings``: this run's settings before the registry is applied (what
+    :func:`current_settings` resolves; passing its already-resolved result would read as an explicit choice)."""
+    if settings is None:
+        s = st.session_state.get("settings")
+        settings = s if isinstance(s, Settings) else base_settings()
+    return _resolve_model(settings)[1]
+
+
 def staging_tables() -> dict[str, StagingTable]:
     """The selectable staging tables: the cited ones plus the user's edited table, if any."""
     tables = dict(TABLES)
@@ -52,9 +76,11 @@ def staging_tables() -> dict[str, StagingTable]:
 
 
 def current_settings() -> Settings:
-    """The settings of this run (set by ``app.py``'s sidebar; the base settings when run without it)."""
+    """The settings of this run (set by ``app.py``'s sidebar; the base settings when run without it), with the
+    model registry's active model when they name the default model (one query per call, so an activation
+    applies on the next run; the cached model is keyed by the weights, so it is loaded once per model)."""
     s = st.session_state.get("settings")
-    return s if isinstance(s, Settings) else base_settings()
+    return _resolve_model(s if isinstance(s, Settings) else base_settings())[0]
 
 
 @st.cache_resource(show_spinner="Loading the segmentation model (once per server)…")
@@ -124,5 +150,5 @@ def model_missing_message(exc: Exception, settings: Settings) -> str:
     )
 
 
-__all__ = ["banner", "base_settings", "current_settings", "demo_root", "get_model", "get_store", "inference_lock",
-           "model_missing_message", "secret_overrides", "staging_tables"]
+__all__ = ["banner", "base_settings", "current_settings", "demo_root", "get_model", "get_store",
+           "inference_lock", "model_choice_note", "model_missing_message", "secret_overrides", "staging_tables"]

@@ -22,10 +22,10 @@ from pathlib import Path
 
 from mre_core.analysis.pipeline import StudyResult
 from mre_core.config import Settings
-from mre_core.model.network import LoadedModel, load_model
+from mre_core.model.network import LoadedModel
 from mre_core.store.inbox import DEFAULT_LEASE_S, DONE, FAILED, NOT_ANALYSED, Inbox, worker_id
 from mre_core.workflow.batch import commonest_reasons
-from mre_core.workflow.loop import BackgroundLoop
+from mre_core.workflow.loop import ActiveModel, BackgroundLoop
 from mre_core.workflow.steps import advance_series
 
 log = logging.getLogger(__name__)
@@ -124,20 +124,19 @@ def process_study(inbox: Inbox, study_uid: str, settings: Settings, model: Loade
 
 
 class Worker(BackgroundLoop):
-    """Analyses every study that has been quiet for ``config.quiet_s`` (the model is loaded once)."""
+    """Analyses every study that has been quiet for ``config.quiet_s`` with the registry's active model
+    (:class:`~mre_core.workflow.loop.ActiveModel`: re-checked before each study, reloaded only when it changed)."""
 
     def __init__(self, inbox: Inbox, settings: Settings, config: IntakeConfig,
                  model: LoadedModel | None = None) -> None:
         super().__init__("mre-worker", config.poll_s)
         self.inbox, self.settings, self.config = inbox, settings, config
-        self._model = model
+        self.active = ActiveModel(settings, model)
         self.worker = worker_id()
 
     @property
     def model(self) -> LoadedModel:
-        if self._model is None:
-            self._model = load_model(self.settings.weights_dir, self.settings.model_name, self.settings.device)
-        return self._model
+        return self.active.current(self.inbox.store)[0]
 
     def step(self) -> None:
         for study_uid in self.inbox.ready(self.config.quiet_s):
@@ -149,7 +148,8 @@ class Worker(BackgroundLoop):
     def process(self, study_uid: str) -> None:
         t = time.perf_counter()
         try:
-            outcome = process_study(self.inbox, study_uid, self.settings, self.model, self.config,
+            model, settings = self.active.current(self.inbox.store)
+            outcome = process_study(self.inbox, study_uid, settings, model, self.config,
                                     on_step=lambda: self.inbox.renew(study_uid, self.config.lease_s, self.worker))
         except Exception as exc:  # one study's failure is recorded; the worker goes on
             log.exception("study %s: analysis failed", study_uid)
