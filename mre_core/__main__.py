@@ -1,4 +1,5 @@
-"""``python -m mre_core <verb>``: analyze | listen | watch | work | phantom | train | evaluate | verify | users.
+"""``python -m mre_core <verb>``: analyze | listen | watch | work | phantom | train | evaluate | verify | users |
+import-rois | models.
 
 Exit codes: 0 success (``analyze``: at least one study analysed), 1 nothing to report
 or a failure the message explains, 2 usage error.
@@ -40,6 +41,12 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     try:
         settings = _settings(args)
         store = None if args.no_store else _open_store(settings)
+        if store is not None:  # the registry's active model, unless --model / --weights-dir chose one
+            from mre_core.store.models import active_settings, ensure_shipped
+
+            ensure_shipped(store, settings)
+            settings, why = active_settings(settings, store)
+            print(why, file=sys.stderr)
         outcome = analyze_to_folder(args.paths, args.out, settings, show_progress=not args.quiet, write_pdf=args.pdf,
                                     store=store)
     except (WeightsError, ValueError, RuntimeError) as exc:
@@ -135,7 +142,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     from mre_core.model import train
 
-    p = sub.add_parser("train", help="train the segmentation model on a phantom cohort")
+    p = sub.add_parser("train", help="train the segmentation model on phantom cohorts, or on the site's labelled "
+                                     "studies in the results store (--from-store)")
     train.configure_parser(p)
     p.set_defaults(func=train.run_cli)
 
@@ -164,6 +172,19 @@ def build_parser() -> argparse.ArgumentParser:
                                      "(store: MRE_DB_URL)")
     users.configure_parser(p)
     p.set_defaults(func=users.run_cli)
+
+    from mre_core.workflow import import_rois
+
+    p = sub.add_parser("import-rois", help="import reader ROIs (DICOM SEG / RTSTRUCT referencing stored images) "
+                                           "as training labels")
+    import_rois.configure_parser(p)
+    p.set_defaults(func=import_rois.run_cli)
+
+    from mre_core.workflow import models_cli
+
+    p = sub.add_parser("models", help="model registry: list, register, activate, rollback, reanalyse")
+    models_cli.configure_parser(p)
+    p.set_defaults(func=models_cli.run_cli)
 
     p = sub.add_parser("verify", help="check the shipped weights and run them on a phantom study")
     p.add_argument("--seed", type=int, default=0)

@@ -23,7 +23,9 @@ import argparse
 import csv
 import json
 import math
+import os
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -154,15 +156,25 @@ def full_augment(x: torch.Tensor, y: torch.Tensor, seed: int, epoch: int,
     return torch.from_numpy(xa), torch.from_numpy(ya)
 
 
+class TrainingStopped(RuntimeError):
+    """``should_stop`` answered True: the epoch in progress is dropped; the checkpoint holds the last whole one."""
+
+
 def train_epoch(net, opt, data: ArrayDataset, cfg: TrainConfig, device, gen: torch.Generator, bar,
-                epoch: int = 0) -> float:
-    """One epoch over shuffled slices; an optimiser step every ``cfg.batch`` slices (accumulated)."""
+                epoch: int = 0, on_step: Callable[[int, int, float], None] | None = None,
+                should_stop: Callable[[], bool] | None = None) -> float:
+    """One epoch over shuffled slices; an optimiser step every ``cfg.batch`` slices (accumulated).
+
+    ``on_step(slices_done, slices_total, mean_loss)`` is called after every micro-batch; ``should_stop()`` is asked
+    before each and raises :class:`TrainingStopped` when it answers True."""
     net.train()
     order = torch.randperm(len(data), generator=gen).numpy()
     total, seen = 0.0, 0
     accum = max(1, cfg.batch // cfg.micro_batch)
     opt.zero_grad(set_to_none=True)
     for step, i in enumerate(range(0, len(order), cfg.micro_batch)):
+        if should_stop is not None and should_stop():
+            raise TrainingStopped(f"stopped during epoch {epoch + 1}")
         idx = np.sort(order[i:i + cfg.micro_batch])
         x = torch.from_numpy(data.inputs[idx].astype(np.float32))
         y = torch.from_numpy(data.targets[idx].astype(np.float32))
@@ -182,6 +194,8 @@ def train_epoch(net, opt, data: ArrayDataset, cfg: TrainConfig, device, gen: tor
         seen += len(idx)
         bar.update(len(idx))
         bar.set_postfix(loss=f"{total / seen:.4f}")
+        if on_step is not None:
+            on_step(seen, len(order), total / seen)
     return total / max(seen, 1)
 
 
@@ -241,13 +255,32 @@ def initial_state(cfg: TrainConfig, model_cfg: ModelConfig) -> tuple[dict | None
 
 def train(data_dir: Path | list[Path], out: Path, cfg: TrainConfig, settings: Settings, export: Path | None = None,
           resume: bool = False, name: str = "unet_resnext50_32x4d", show_progress: bool = True) -> dict:
-    """Train (or resume), checkpoint every epoch, export the best-Dice model; returns the training record."""
+    """Train (or resume) on phantom cohort folders, checkpoint every epoch, export the best-Dice model; returns the
+    training record."""
+    out.mkdir(parents=True, exist_ok=True)
+    set_seed(cfg.seed)
+    train_data, val_data = load_data(data_dir, cfg, out, settings)
+    record = fit(train_data, val_data, out, cfg, settings, export=export, resume=resume, name=name,
+                 show_progress=show_progress, data_label=", ".join(str(d) for d in data_dirs(data_dir)))
+    return record
+
+
+def fit(train_data: ArrayDataset, val_data: ArrayDataset, out: Path, cfg: TrainConfig, settings: Settings, *,
+        export: Path | None = None, resume: bool = False, name: str = "unet_resnext50_32x4d",
+        show_progress: bool = True, data_label: str = "", on_epoch: Callable[[dict], None] | None = None,
+        on_step: Callable[[int, int, int, float], None] | None = None,
+        should_stop: Callable[[], bool] | None = None) -> dict:
+    """Train a network on prepared arrays (from phantom folders or from the store), resumable from
+    ``<out>/checkpoint.pt``; exports the best validation Dice to ``export`` when given.
+
+    ``on_epoch(row)`` gets each epoch's log row; ``on_step(epoch, slices_done, slices_total, mean_loss)`` each
+    micro-batch; ``should_stop()`` is asked before each micro-batch and raises :class:`TrainingStopped` (the
+    checkpoint then holds the last whole epoch, so ``resume=True`` continues from there)."""
     if cfg.augment_style not in ("basic", "full"):
         raise ValueError(f"unknown augment_style {cfg.augment_style!r}; choose basic or full")
     out.mkdir(parents=True, exist_ok=True)
     set_seed(cfg.seed)
     device = pick_device(settings.device)
-    train_data, val_data = load_data(data_dir, cfg, out, settings)
     model_cfg = ModelConfig(name=name, arch=cfg.arch, input=InputSpec(size=cfg.input_size),
                             plain_base_channels=cfg.plain_base_channels)
     net = build_model(model_cfg)
@@ -270,13 +303,14 @@ def train(data_dir: Path | list[Path], out: Path, cfg: TrainConfig, settings: Se
         t0 = time.perf_counter()
         for group in opt.param_groups:
             group["lr"] = epoch_lr(cfg, epoch)
+        step_cb = None if on_step is None else (lambda done, total, loss, e=epoch: on_step(e + 1, done, total, loss))
         with tqdm(total=len(train_data), desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="slice",
                   disable=not show_progress) as bar:
-            train_loss = train_epoch(net, opt, train_data, cfg, device, gen, bar, epoch)
+            train_loss = train_epoch(net, opt, train_data, cfg, device, gen, bar, epoch, step_cb, should_stop)
             val_loss, val_dice = validate(net, val_data, device, cfg.micro_batch)
             bar.set_postfix(loss=f"{train_loss:.4f}", val_dice=f"{val_dice:.4f}")
-        row = {"epoch": epoch + 1, "lr": epoch_lr(cfg, epoch), "train_loss": train_loss, "val_loss": val_loss, "val_dice": val_dice,
-               "seconds": time.perf_counter() - t0}
+        row = {"epoch": epoch + 1, "lr": epoch_lr(cfg, epoch), "train_loss": train_loss, "val_loss": val_loss,
+               "val_dice": val_dice, "seconds": time.perf_counter() - t0}
         log.append(row)
         _write_log(out / "log.csv", log)
         if val_dice > best:
@@ -284,10 +318,12 @@ def train(data_dir: Path | list[Path], out: Path, cfg: TrainConfig, settings: Se
             torch.save(net.state_dict(), out / "best.pt")
         torch.save({"model": net.state_dict(), "optimizer": opt.state_dict(), "generator": gen.get_state(),
                     "epoch": epoch + 1, "best_dice": best, "log": log, "config": asdict(cfg)}, ckpt)
+        if on_epoch is not None:
+            on_epoch(row)
     record = {"train_config": asdict(cfg), "log": log, "best_val_dice": best, "device": str(device),
               "train_slices": len(train_data), "val_slices": len(val_data),
               "train_patients": len(set(train_data.patient_ids)), "val_patients": len(set(val_data.patient_ids)),
-              "data": ", ".join(str(d) for d in data_dirs(data_dir)), "init_weights": init_version or "scratch"}
+              "data": data_label, "init_weights": init_version or "scratch"}
     if export is not None and (out / "best.pt").is_file():
         net.load_state_dict(torch.load(out / "best.pt", map_location=device))
         save_weights(net, replace(model_cfg, card={"training": record}), export)
@@ -325,11 +361,22 @@ def search(data_dir: Path, out: Path, cfg: TrainConfig, settings: Settings, n_tr
 
 def configure_parser(p: argparse.ArgumentParser) -> None:
     d = TrainConfig()
-    p.add_argument("--data", type=Path, required=True, action="append",
+    p.add_argument("--data", type=Path, action="append",
                    help="phantom cohort folder (cohort.csv, dicom/, truth/); repeat to train on several styles")
+    g = p.add_argument_group("training from the results store (the site's reviewed studies and imported reads)")
+    g.add_argument("--from-store", action="store_true",
+                   help="train on the store's labelled studies (mre_core.model.site) instead of --data folders")
+    g.add_argument("--job", type=int, help="run this training job of the store (what the Model page launches)")
+    g.add_argument("--date-from", default="", help="studies from this date (YYYYMMDD)")
+    g.add_argument("--date-to", default="", help="studies up to this date (YYYYMMDD)")
+    g.add_argument("--scanner", action="append", default=[], help="manufacturer contains this (repeatable)")
+    g.add_argument("--reader", action="append", default=[], help="only this reader's ROIs (repeatable)")
+    g.add_argument("--init", choices=("active", "scratch"), default="active",
+                   help="fine-tune the active model (default) or train from scratch")
+    g.add_argument("--user", default=os.environ.get("USER", ""), help="who started it (recorded)")
     p.add_argument("--init-weights", default="", metavar="DIR/NAME",
                    help="fine-tune from these weights (e.g. weights/unet_resnext50_32x4d) instead of from scratch")
-    p.add_argument("--out", type=Path, required=True, help="run folder: checkpoint.pt, log.csv, caches")
+    p.add_argument("--out", type=Path, help="run folder: checkpoint.pt, log.csv, caches (with --data)")
     p.add_argument("--arch", choices=("unet_resnext50", "unet_plain"), default=d.arch)
     p.add_argument("--export", type=Path, help="weights folder to write the best model into (e.g. weights/)")
     p.add_argument("--name", default=None, help="model file name (default by arch)")
@@ -351,7 +398,44 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--bf16", action="store_true", help="bfloat16 autocast (fast on CPUs with AVX512-BF16/AMX)")
 
 
+def run_from_store(args: argparse.Namespace) -> int:
+    """``train --from-store``: run job ``--job`` or create one from the options and run it in the foreground."""
+    from mre_core.model.site import SiteTrainParams
+    from mre_core.store.inbox import Inbox
+    from mre_core.store.results import Store, StoreError
+    from mre_core.workflow.training_job import create_job, run_job
+
+    settings = Settings.from_env(device=args.device)
+    try:
+        store = Store(settings.db_url)
+    except StoreError as exc:
+        print(f"error: {exc}")
+        return 1
+    inbox = Inbox(store, settings.inbox_dir)
+    job_id = args.job
+    if job_id is None:
+        d = TrainConfig()
+        params = SiteTrainParams(date_from=args.date_from, date_to=args.date_to, manufacturers=tuple(args.scanner),
+                                 readers=tuple(args.reader), init=args.init,
+                                 epochs=args.epochs if args.epochs != d.epochs else SiteTrainParams().epochs,
+                                 seed=args.seed, lr=args.lr if args.lr != d.lr else SiteTrainParams().lr,
+                                 bf16=args.bf16, name=args.name or "")
+        try:
+            job_id = create_job(store, params, settings, args.user)
+        except RuntimeError as exc:
+            print(f"error: {exc}")
+            return 1
+        print(f"training job {job_id} created; progress on the Model page or in the store")
+    return run_job(store, inbox, job_id, settings, resume=args.resume)
+
+
 def run_cli(args: argparse.Namespace) -> int:
+    if args.from_store or args.job is not None:
+        return run_from_store(args)
+    if not args.data or not args.out:
+        print("error: give --data FOLDER (phantom cohort) and --out RUN_FOLDER, or --from-store (the site's "
+              "labelled studies)")
+        return 2
     settings = Settings.from_env(device=args.device)
     cfg = TrainConfig(arch=args.arch, input_size=args.input_size, epochs=args.epochs, batch=args.batch,
                       micro_batch=args.micro_batch, optimizer=args.optimizer, lr=args.lr, momentum=args.momentum,
