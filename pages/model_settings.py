@@ -16,7 +16,7 @@ from mre_core.access import Action, PermissionDenied, allowed
 from mre_core.analysis.staging import TABLES
 from mre_core.app import auth
 from mre_core.app import model_card_view as mcv
-from mre_core.app.context import current_settings, get_model, get_store, model_missing_message
+from mre_core.app.context import current_settings, get_model, get_store, model_choice_note, model_missing_message
 from mre_core.model.network import WeightsError
 from mre_core.store.results import StoreError
 from mre_core.store.schema import SCHEMA_VERSION
@@ -28,6 +28,8 @@ st.title("Model & settings")
 
 # ----------------------------------------------------------------------------- model card
 st.markdown("#### Model")
+st.caption(model_choice_note() + (" Admins choose the active model on the *Site training* page."
+                                          if allowed(user, Action.MANAGE_MODELS) else ""))
 card_path = settings.model_config_path
 if not card_path.is_file():
     st.warning(model_missing_message(FileNotFoundError(f"{card_path} does not exist."), settings))

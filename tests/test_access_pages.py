@@ -87,7 +87,7 @@ def test_each_role_gets_its_pages_in_order() -> None:
     keys = lambda u: [p.key for p in auth.pages_for(u)]  # noqa: E731
     assert keys(RESEARCHER) == ["cohort"]
     assert keys(READER) == ["review", "cohort", "model_settings"]
-    assert keys(User("ada", "Ada", Role.ADMIN)) == ["review", "cohort", "model_settings", "audit"]
+    assert keys(User("ada", "Ada", Role.ADMIN)) == ["review", "cohort", "model_settings", "site_training", "audit"]
     assert keys(auth.LOCAL_USER) == keys(User("ada", "Ada", Role.ADMIN)) and not auth.LOCAL_USER.signed_in
     assert keys(None) == []
 

@@ -56,6 +56,7 @@ PAGES: tuple[PageSpec, ...] = (
     PageSpec("review", "Review study", ":material/biotech:", Action.VIEW_STUDY),
     PageSpec("cohort", "Cohort", ":material/groups:", Action.VIEW_COHORT),
     PageSpec("model_settings", "Model & settings", ":material/tune:", Action.VIEW_SETTINGS),
+    PageSpec("site_training", "Site training", ":material/model_training:", Action.MANAGE_MODELS),
     PageSpec("audit", "Audit log", ":material/policy:", Action.VIEW_AUDIT),
 )
 
