@@ -168,6 +168,9 @@ with tab_train:
         else:
             st.rerun()
 
+    latest = jobs.list_jobs(store, 1)
+    st.session_state["st_job_at_run"] = (latest[0].id, latest[0].status) if latest else None
+
     @st.fragment(run_every=3)
     def job_panel() -> None:
         recent = jobs.list_jobs(store, 5)
@@ -175,6 +178,11 @@ with tab_train:
             st.caption("No training job yet.")
             return
         job = recent[0]
+        ended = job.status in (jobs.FINISHED, jobs.FAILED, jobs.CANCELLED, jobs.INTERRUPTED)
+        if ended and st.session_state.get("st_job_at_run") != (job.id, job.status):
+            if job.model_version:
+                st.session_state["st_model_pick"] = job.model_version  # the Models tab opens on the new model
+            st.rerun()  # the whole page: the Models tab then lists the new model, the Start button is enabled
         p = job.progress
         st.markdown(f"**Training job {job.id}** — {job.status} · started by {job.created_by or '—'} "
                     f"at {job.created_utc}")

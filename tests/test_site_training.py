@@ -70,6 +70,13 @@ def test_the_job_finishes_and_registers_a_model_that_is_not_active(site_run) -> 
     assert not ({patients[u] for u in split["test"]} & {patients[u] for u in split["train"] + split["val"]})
     for name in ("split.json", "manifest.json", "heldout.json", "heldout_slices.csv", "checkpoint.pt"):
         assert (job.out_dir / name).is_file(), name
+    # its card says what it was trained on, and every page and PDF then says so instead of "synthetic phantoms"
+    from mre_core.outputs.wording import intended_use, model_card
+
+    card = model_card(entry.weights_dir, entry.name)
+    assert card["origin"] == "site" and f"{len(split['test'])} held-out test studies" in card["training_data"]
+    assert "fine-tuned at this site" in intended_use(card)
+    assert "trained on synthetic phantoms, not on patient data" not in intended_use(card)
 
 
 @pytest.mark.slow

@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 
 import pytest
+from playwright.sync_api import expect
 
 from mre_core.phantom.site import generate_site
 from mre_core.store import models as registry
@@ -31,7 +32,7 @@ def site(tmp_path_factory):
     store.dispose()
     files = sorted(p for p in (tmp / "site" / "archive" / "dicom").rglob("*") if p.is_file())
     files += sorted((tmp / "site" / "reads").glob("*.dcm"))
-    return {"env": env, "files": [str(f) for f in files]}
+    return {"env": env, "files": [str(f) for f in files], "shot": tmp / "failure.png"}
 
 
 def _audit_actions(env) -> list[str]:
@@ -45,57 +46,11 @@ def _audit_actions(env) -> list[str]:
 def test_an_admin_imports_reads_trains_compares_activates_and_rolls_back_in_the_browser(site) -> None:
     with streamlit_server(site["env"]) as url, chromium() as browser:
         page = browser.new_context(viewport={"width": 1500, "height": 1200}).new_page()
-        page.goto(url, wait_until="domcontentloaded")
-        page.get_by_role("heading", name="Sign in").wait_for(timeout=120_000)
-        page.get_by_label("Username").fill("ada")
-        page.locator('input[type="password"]').fill(PASSWORD)
-        page.get_by_role("button", name="Sign in", exact=True).click()
-        page.get_by_role("link", name="Site training").click(timeout=120_000)
-        page.get_by_role("heading", name="Site training & models").wait_for(timeout=60_000)
-        wait_until_idle(page)
-
-        # reads in: the site's exams and its reader's SEGs, uploaded together
-        page.get_by_role("tab", name="Reader ROIs").click()
-        page.locator('input[type="file"]').set_input_files(site["files"])
-        page.get_by_text(f"{N_PATIENTS} files", exact=False).first.wait_for(timeout=60_000)
-        page.get_by_role("button", name="Import", exact=True).click()
-        page.get_by_text(re.compile(rf"{N_PATIENTS} read\(s\) imported")).wait_for(timeout=180_000)
-        wait_until_idle(page)
-
-        # train: one epoch, watch it finish
-        page.get_by_role("tab", name="Train").click()
-        page.get_by_text(f"{N_PATIENTS} labelled studies of {N_PATIENTS} patients").wait_for(timeout=60_000)
-        epochs = page.get_by_label("Epochs")
-        epochs.fill("1")
-        epochs.press("Enter")
-        wait_until_idle(page)
-        page.get_by_role("button", name="Start training").click()
-        page.get_by_text(re.compile(r"Training job 1")).wait_for(timeout=60_000)
-        page.get_by_text(re.compile(r"Registered as .site_job1@")).wait_for(timeout=600_000)
-
-        # read the comparison, then activate (the gate may ask for an override: give it, with a reason)
-        page.reload(wait_until="domcontentloaded")
-        page.get_by_role("heading", name="Site training & models").wait_for(timeout=60_000)
-        wait_until_idle(page)
-        page.get_by_text("Held-out comparison").wait_for(timeout=60_000)
-        assert page.get_by_text("Dice, network output (per slice)").count() >= 1
-        override = page.get_by_text("Override: activate it anyway")
-        if override.count():
-            override.click()
-            wait_until_idle(page)
-        page.get_by_label("Reason (recorded in the audit log)").fill("browser test: site model")
-        page.get_by_label("Reason (recorded in the audit log)").press("Enter")
-        wait_until_idle(page)
-        page.get_by_role("button", name="Activate this model").click()
-        page.get_by_text(re.compile(r"Active model .site_job1@")).wait_for(timeout=60_000)
-
-        # roll back to the shipped model
-        page.get_by_label("Reason for rolling back").fill("browser test done")
-        page.get_by_label("Reason for rolling back").press("Enter")
-        wait_until_idle(page)
-        page.get_by_role("button", name="Roll back to the previous model").click()
-        page.get_by_text(re.compile(r"Active model .unet_resnext50_32x4d@")).wait_for(timeout=60_000)
-
+        try:
+            _story(page, url, site)
+        except Exception:
+            page.screenshot(path=str(site["shot"]), full_page=True)
+            raise
     actions = _audit_actions(site["env"])
     for action in ("labels:import", "training:create", "model:activate", "model:rollback"):
         assert action in actions, (action, actions)
@@ -106,3 +61,59 @@ def test_an_admin_imports_reads_trains_compares_activates_and_rolls_back_in_the_
         assert registry.active(store).origin == "shipped"
     finally:
         store.dispose()
+
+
+def _story(page, url: str, site) -> None:
+    page.goto(url, wait_until="domcontentloaded")
+    page.get_by_role("heading", name="Sign in").wait_for(timeout=120_000)
+    page.get_by_label("Username").fill("ada")
+    page.locator('input[type="password"]').fill(PASSWORD)
+    page.get_by_role("button", name="Sign in", exact=True).click()
+    page.get_by_role("link", name="Site training").click(timeout=120_000)
+    page.get_by_role("heading", name="Site training & models").wait_for(timeout=60_000)
+    wait_until_idle(page)
+
+    # reads in: the site's exams and its reader's SEGs, uploaded together
+    page.get_by_role("tab", name="Reader ROIs").click()
+    page.locator('input[type="file"]').set_input_files(site["files"])
+    expect(page.get_by_role("button", name="Import", exact=True)).to_be_enabled(timeout=120_000)
+    wait_until_idle(page)
+    page.get_by_role("button", name="Import", exact=True).click()
+    page.get_by_text(re.compile(rf"{N_PATIENTS} read\(s\) imported")).wait_for(timeout=180_000)
+    wait_until_idle(page)
+
+    # train: one epoch, watch it finish
+    page.get_by_role("tab", name="Train").click()
+    page.get_by_text(f"{N_PATIENTS} labelled studies of {N_PATIENTS} patients").wait_for(timeout=60_000)
+    epochs = page.get_by_label("Epochs")
+    epochs.fill("1")
+    epochs.press("Enter")
+    wait_until_idle(page)
+    page.get_by_role("button", name="Start training").click()
+    page.get_by_text(re.compile(r"Training job 1")).wait_for(timeout=60_000)
+    page.get_by_text(re.compile(r"Registered as\s*site_job1@")).wait_for(timeout=600_000)
+
+    # read the comparison (the page reran itself when the job ended), then activate; the gate may ask for an
+    # override: give it, with a reason
+    wait_until_idle(page)
+    page.get_by_role("tab", name="Models").click()
+    page.get_by_text("Held-out comparison").wait_for(timeout=60_000)
+    page.get_by_text(re.compile(r"this model vs\s*unet_resnext50_32x4d@")).wait_for(timeout=30_000)
+    assert page.locator("[data-testid=stDataFrame]").count() >= 4  # registry, comparison, IoU by stage, safety
+    page.screenshot(path=str(site["shot"].with_name("comparison.png")), full_page=True)
+    override = page.get_by_text("Override: activate it anyway")
+    if override.count():
+        override.click()
+        wait_until_idle(page)
+    page.get_by_label("Reason (recorded in the audit log)").fill("browser test: site model")
+    page.get_by_label("Reason (recorded in the audit log)").press("Enter")
+    wait_until_idle(page)
+    page.get_by_role("button", name="Activate this model").click()
+    page.get_by_text(re.compile(r"Active model\s*site_job1@")).wait_for(timeout=60_000)
+
+    # roll back to the shipped model
+    page.get_by_label("Reason for rolling back").fill("browser test done")
+    page.get_by_label("Reason for rolling back").press("Enter")
+    wait_until_idle(page)
+    page.get_by_role("button", name="Roll back to the previous model").click()
+    page.get_by_text(re.compile(r"Active model\s*unet_resnext50_32x4d@")).wait_for(timeout=60_000)

@@ -21,7 +21,7 @@ import streamlit as st
 
 from mre_core.analysis.staging import TABLES, StagingTable
 from mre_core.config import Settings
-from mre_core.outputs.wording import INTENDED_USE
+from mre_core.outputs.wording import intended_use, model_card
 
 SECRET_KEYS = ("db_url", "weights_dir", "model_name", "device", "profile")
 
@@ -135,8 +135,10 @@ def demo_root() -> str:
 
 
 def banner() -> None:
-    """The intended-use statement, on every page."""
-    st.info(f"**Intended use.** {INTENDED_USE}", icon=":material/info:")
+    """The intended-use statement, on every page, naming what the model in use was trained on."""
+    settings = current_settings()
+    st.info(f"**Intended use.** {intended_use(model_card(settings.weights_dir, settings.model_name))}",
+            icon=":material/info:")
 
 
 def model_missing_message(exc: Exception, settings: Settings) -> str:

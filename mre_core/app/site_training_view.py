@@ -171,9 +171,13 @@ def preview_split(studies: Sequence[Any], params: Any, forced_test: Sequence[str
         split = split_by_patient(studies, params.val_fraction, params.test_fraction, params.seed, forced_test)
     except SiteDataError as exc:
         return f"Cannot train yet: {exc}.", None
-    n_pat = len({s.patient_id for s in studies})
+    n_pat = len(set(split.patients.values()))
     text = (f"{len(studies)} labelled studies of {n_pat} patients → training {len(split.train)}, validation "
             f"{len(split.val)}, held-out test {len(split.test)} (split by patient, seed {params.seed})")
+    anonymous = sum(1 for s in studies if not s.patient_id)
+    if anonymous:
+        text += (f"; {anonymous} studies have no Patient ID (de-identified?): each is taken as its own patient, so "
+                 "two exams of one such patient could fall on both sides of the split")
     if split.forced_test:
         text += (f"; {len(split.forced_test)} of the test studies are held out because the active model was "
                  "measured on them (never trained on)")

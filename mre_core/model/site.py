@@ -1,5 +1,7 @@
-"""Train from the store: the site's reviewed studies and imported reads become training data (the paper's method,
-run by the site on its own exams and readers).
+"""Training on a site's own reads: the split by patient, the arrays, the held-out comparison and the model card
+(the paper's method, run by the site on its own exams and readers). The run itself — select from the store, split,
+train, compare, register — is :func:`mre_core.workflow.site_training.train_from_store`; this module stays free of
+the store.
 
 The paper's accuracy came from its own hospital's annotated exams (PAPER.md: 91 patients, one gastroenterologist's
 ROIs). A site has the same ingredients: the studies its readers reviewed in the app (drawn or edited ROIs, signed
@@ -32,9 +34,8 @@ from __future__ import annotations
 
 import json
 import math
-import time
-from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -48,7 +49,7 @@ from mre_core.io.elastogram import Elastogram, StudyInput
 from mre_core.io.reader import read_inputs
 from mre_core.model.dataset import ArrayDataset
 from mre_core.model.network import LoadedModel
-from mre_core.model.train import TrainConfig, concat_datasets, fit
+from mre_core.model.train import TrainConfig, concat_datasets
 from mre_core.stats.agreement import agreement, bootstrap_ci, dice, iou
 
 SPLIT_FILE = "split.json"
@@ -334,115 +335,62 @@ def comparison_table(heldout: dict) -> pd.DataFrame:
 
 
 # ----------------------------------------------------------------------------------------------- the run
-@dataclass
-class SiteRun:
-    """What a run produced."""
+def site_card(parts: dict[str, list[LabelledSlices]], record: dict, heldout: dict, parent: str,
+              problems: Sequence[tuple[str, str]] = ()) -> dict:
+    """The model card of a site-trained model: what it was trained on, its held-out numbers, its limitations."""
+    def count(name: str) -> tuple[int, int, int]:
+        items = parts.get(name, [])
+        return (len(items), len({getattr(i.labelled, "patient_id", "") or i.study.study_uid for i in items}),
+                sum(len(i.elastograms) for i in items))
 
-    out_dir: Path
-    split: SiteSplit
-    record: dict
-    heldout: dict
-    model_version: str = ""
-    problems: list[tuple[str, str]] = field(default_factory=list)  #: (study_uid, reason) left out
+    (n_tr, p_tr, s_tr), (n_va, _, _), (n_te, p_te, s_te) = count("train"), count("val"), count("test")
+    sources = sorted({getattr(i.labelled, "source", "") for p in parts.values() for i in p} - {""})
+    readers = sorted({getattr(i.labelled, "reader", "") for p in parts.values() for i in p} - {""})
+    start = f"fine-tuned from {parent}" if parent else "trained from scratch"
+    cand = heldout.get("candidate", {})
+    metrics = {k: cand[k] for k in ("dice", "iou") if k in cand}
+    if "pearson_r" in cand:
+        metrics["pearson_r"] = cand["pearson_r"]
+    if "icc" in cand:
+        metrics["icc_a1"] = cand["icc"]
+    if "kappa_linear" in cand:
+        metrics["kappa_linear"] = cand["kappa_linear"]
+    metrics.update({"source": "held-out studies of this site (mre_core.model.site.compare_on_heldout)",
+                    "n_patients": p_te, "n_slices": s_te, "model": cand.get("version", "")})
+    return {
+        "origin": "site",
+        "training_data": (f"{n_tr} studies ({s_tr} slices, {p_tr} patients) with reader ROIs from this site's store "
+                          f"({', '.join(sources) or 'no source'}; readers: {', '.join(readers) or 'unnamed'}), "
+                          f"{start}; {n_va} validation studies; {n_te} held-out test studies ({p_te} patients) "
+                          "never trained on."),
+        "test_metrics": metrics,
+        "training": record,
+        "left_out": [{"study_uid": u, "reason": r} for u, r in problems],
+        "limitations": [
+            f"Measured on {n_te} held-out studies of this site only: the confidence intervals say how little that is.",
+            "Trained on this site's readers' ROIs: it learns their convention, including their mistakes.",
+            "Performance on other scanners, protocols or sites is unknown.",
+            "Every automatic ROI is a proposal: a qualified reader must check it on every slice before signing off.",
+        ],
+    }
 
 
-def _train_config(params: SiteTrainParams, arch: str, size: int, init: str) -> TrainConfig:
+def write_site_card(weights_dir: Path, name: str, parts: dict[str, list[LabelledSlices]], record: dict,
+                    heldout: dict, parent: str, problems: Sequence[tuple[str, str]] = ()) -> None:
+    """Put :func:`site_card` into ``<weights_dir>/<name>.json`` (the weights and their SHA-256 are unchanged)."""
+    path = Path(weights_dir) / f"{name}.json"
+    doc = json.loads(path.read_text())
+    doc["card"] = json.loads(json.dumps(site_card(parts, record, heldout, parent, problems), default=float))
+    path.write_text(json.dumps(doc, indent=2) + "\n")
+
+
+def train_config(params: SiteTrainParams, arch: str, size: int, init: str) -> TrainConfig:
     return TrainConfig(arch=arch, input_size=size, epochs=params.epochs, batch=params.batch,
                        micro_batch=params.micro_batch, optimizer="adamw", lr=params.lr, weight_decay=1e-4,
                        seed=params.seed, augment=True, augment_style="full", bf16=params.bf16, loss="bce_dice",
                        lr_schedule="cosine", init_weights=init)
 
 
-def train_from_store(store, inbox, settings: Settings, params: SiteTrainParams, out_dir: Path, *, user: str = "",
-                     job_id: int | None = None, on_epoch: Callable[[dict], None] | None = None,
-                     on_step: Callable[[int, int, int, float], None] | None = None,
-                     on_phase: Callable[[str], None] | None = None,
-                     should_stop: Callable[[], bool] | None = None, resume: bool = False) -> SiteRun:
-    """Select, split, train, compare on the held-out studies and register the new model (not activated).
-
-    Resumable: the split is written to ``<out_dir>/split.json`` first and reused by ``resume=True``, and training
-    continues from ``<out_dir>/checkpoint.pt``. Raises :class:`SiteDataError` when there is too little data and
-    :class:`mre_core.model.train.TrainingStopped` when ``should_stop`` asked for it.
-    """
-    from mre_core.model.network import load_model
-    from mre_core.store import models as registry
-    from mre_core.store.labels import labelled_studies
-
-    phase = on_phase or (lambda _msg: None)
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    phase("selecting the labelled studies")
-    studies = labelled_studies(store, date_from=params.date_from or None, date_to=params.date_to or None,
-                               manufacturers=params.manufacturers or None, readers=params.readers or None,
-                               sources=params.sources)
-    registry.ensure_shipped(store, settings)
-    active = registry.active(store)
-    baseline_settings, _why = registry.active_settings(settings, store)
-    baseline = load_model(baseline_settings.weights_dir, baseline_settings.model_name, settings.device)
-    forced = tuple(active.heldout) if active is not None else ()
-    split_path = out_dir / SPLIT_FILE
-    if resume and split_path.is_file():
-        saved = json.loads(split_path.read_text())
-        split = SiteSplit(tuple(saved["train"]), tuple(saved["val"]), tuple(saved["test"]), dict(saved["patients"]),
-                          tuple(saved.get("forced_test", ())), int(saved.get("seed", 0)))
-    else:
-        split = split_by_patient(studies, params.val_fraction, params.test_fraction, params.seed, forced)
-    by_uid = {s.study_uid: s for s in studies}
-    phase(f"reading {len(by_uid)} labelled studies")
-    items: dict[str, LabelledSlices] = {}
-    problems: list[tuple[str, str]] = []
-    for uid in (*split.train, *split.val, *split.test):
-        if uid not in by_uid:
-            problems.append((uid, "no longer labelled (its review or import changed since the split)"))
-            continue
-        try:
-            items[uid] = read_labelled(by_uid[uid], inbox.files(uid), settings)
-        except ValueError as exc:
-            problems.append((uid, str(exc)))
-    parts = {name: [items[u] for u in getattr(split, name) if u in items] for name in ("train", "val", "test")}
-    for name, got in parts.items():
-        if not got:
-            raise SiteDataError(f"no readable {name} study after reading the files ("
-                                + "; ".join(f"{u[-12:]}: {r}" for u, r in problems[:3]) + ")")
-    manifest = {"split": split.to_json(), "studies": {
-        uid: {"patient_id": s.patient_id, "series_uid": s.series_uid, "source": s.source, "reader": s.reader,
-              "read_date": s.read_date, "revision": s.revision, "n_slices": len(s.rois),
-              "part": split.part_of(uid)} for uid, s in by_uid.items() if split.part_of(uid)},
-        "left_out": [{"study_uid": u, "reason": r} for u, r in problems]}
-    split_path.write_text(json.dumps(split.to_json(), indent=2) + "\n")
-    (out_dir / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
-
-    init = ""
-    if params.init == "active":
-        init = str(Path(baseline_settings.weights_dir) / baseline_settings.model_name)
-    elif params.init != "scratch":
-        raise ValueError(f"init must be 'active' or 'scratch', got {params.init!r}")
-    size = baseline.config.input.size
-    cfg = _train_config(params, baseline.config.arch, size, init)
-    spec = replace(baseline.config.input, size=size)
-    train_data, val_data = arrays_for(parts["train"], spec), arrays_for(parts["val"], spec)
-    name = params.name or (f"site_job{job_id}" if job_id is not None else time.strftime("site_%Y%m%d_%H%M%S"))
-    export = Path(settings.models_dir) / name
-    phase(f"training on {len(train_data)} slices of {len(parts['train'])} studies")
-    record = fit(train_data, val_data, out_dir, cfg, settings, export=export, resume=resume, name=name,
-                 show_progress=False, data_label=f"results store: {len(parts['train'])} training studies",
-                 on_epoch=on_epoch, on_step=on_step, should_stop=should_stop)
-    phase(f"comparing with {baseline.version} on {len(parts['test'])} held-out studies")
-    candidate = load_model(export, name, settings.device)
-    heldout, table = compare_on_heldout(candidate, baseline, parts["test"], settings)
-    table.to_csv(out_dir / "heldout_slices.csv", index=False)
-    (out_dir / "heldout.json").write_text(json.dumps(heldout, indent=2, default=float) + "\n")
-    entry = registry.register(store, export, name, origin="site", created_by=user, parent_version=
-                              baseline.version if init else "", manifest=manifest,
-                              settings={"train_config": record["train_config"], "params": params.to_json(),
-                                        "device": record["device"]},
-                              metrics={"heldout": heldout, "training": {k: record[k] for k in (
-                                  "best_val_dice", "train_slices", "val_slices", "train_patients",
-                                  "val_patients")}, "log": record["log"]},
-                              heldout=split.test, job_id=job_id)
-    return SiteRun(out_dir, split, record, heldout, entry.version, problems)
-
-
-__all__ = ["LabelledSlices", "SiteDataError", "SiteRun", "SiteSplit", "SiteTrainParams", "arrays_for",
-           "compare_on_heldout", "comparison_table", "read_labelled", "reader_value", "score_model",
-           "split_by_patient", "summarise", "train_from_store"]
+__all__ = ["LabelledSlices", "SiteDataError", "SiteSplit", "SiteTrainParams", "arrays_for",
+           "compare_on_heldout", "comparison_table", "read_labelled", "reader_value", "score_model", "site_card",
+           "split_by_patient", "summarise", "train_config", "write_site_card"]

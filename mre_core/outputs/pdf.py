@@ -36,7 +36,7 @@ from mre_core.analysis.staging import PAPER_TABLE, stage
 from mre_core.io.elastogram import VendorProfile
 from mre_core.outputs.overlay import overlay_tiles
 from mre_core.outputs.tables import slice_numbers, superior_to_inferior
-from mre_core.outputs.wording import INTENDED_USE
+from mre_core.outputs.wording import intended_use, model_card, training_statement
 
 TITLE = "MRE Liver Review — liver stiffness report"
 PAGE_PT = (595.28, 841.89)  #: A4 portrait, points (1/72 inch)
@@ -310,9 +310,9 @@ def report_figure(result: StudyResult, *, reviewer: str = "", comment: str = "",
     page_w, page_h = PAGE_PT
     fig = Figure(figsize=(page_w / 72, page_h / 72))
     width = page_w - 2 * MARGIN_PT
-    footer = [_block(INTENDED_USE, 6.5, width, 5),
-              _block("Model trained on synthetic phantoms, not on patient data. Research and decision support only.",
-                     6.5, width, 2, bold=True)]  # fmt: skip
+    card = model_card(result.settings.weights_dir, result.settings.model_name)
+    footer = [_block(intended_use(card), 6.5, width, 5),
+              _block(training_statement(card), 6.5, width, 2, bold=True)]  # fmt: skip
     footer_h = sum(b.height for b in footer)
     y = MARGIN_PT + _draw(fig, _Block([_fit(TITLE, 15, width, True)], 15, True), MARGIN_PT, MARGIN_PT)
     stamp = f"Generated {datetime.datetime.now():%Y-%m-%d %H:%M} · {status}"

@@ -4,8 +4,9 @@ Owns :mod:`.schema` (every table, the schema version and its migrations), :mod:`
 analyses and reviews as revisions that are never overwritten), :mod:`.inbox` (instances received
 by the listener or the watch folder, the study queue and the forwarding queue), :mod:`.rois` (the automatic
 and the reader's ROI of each saved slice, for their overlap), :mod:`.users` (local
-sign-in accounts with argon2id password hashes, and the ``users`` CLI verb) and :mod:`.audit` (the
-append-only audit log: append, read with filters, CSV). SQLite by default, PostgreSQL by URL, through
+sign-in accounts with argon2id password hashes, and the ``users`` CLI verb), :mod:`.audit` (the
+append-only audit log: append, read with filters, CSV), :mod:`.labels` (reader ROIs for site training: the app's
+reviews and imported reads) and :mod:`.models` (the model registry: versions, activation history, the gate). SQLite by default, PostgreSQL by URL, through
 SQLAlchemy Core.
 
 May import: SQLAlchemy, argon2, :mod:`mre_core.config`, :mod:`mre_core.access.roles` (what a user and a

@@ -91,7 +91,7 @@ class JobState:
         """One line: state, phase, epoch and the last validation Dice."""
         p = self.progress
         text = f"job {self.id}: {self.status}"
-        if p.get("phase"):
+        if p.get("phase") and p["phase"] != self.status:
             text += f" — {p['phase']}"
         if p.get("epochs"):
             text += f"; epoch {p.get('epoch', 0)}/{p['epochs']}"
@@ -256,7 +256,8 @@ class _Reporter:
 def run_job(store, inbox, job_id: int, settings: Settings, resume: bool = False,
             echo: Callable[[str], None] = print) -> int:
     """Run a job in this process (what the launched process does); 0 finished, 1 failed or cancelled."""
-    from mre_core.model.site import SiteDataError, SiteTrainParams, train_from_store
+    from mre_core.model.site import SiteDataError, SiteTrainParams
+    from mre_core.workflow.site_training import train_from_store
     from mre_core.model.train import TrainingStopped
 
     job = get_job(store, job_id)

@@ -117,3 +117,14 @@ def test_too_few_study_values_leave_agreement_out_and_say_so() -> None:
 def test_params_round_trip_through_json() -> None:
     p = SiteTrainParams(manufacturers=("GE",), readers=("Dr A",), epochs=3, init="scratch")
     assert SiteTrainParams.from_json(p.to_json()) == p
+
+
+def test_the_intended_use_names_a_site_models_training_and_keeps_the_phantom_sentence_otherwise() -> None:
+    from mre_core.outputs.wording import INTENDED_USE, SYNTHETIC_TRAINING, intended_use, training_statement
+
+    assert intended_use(None) == INTENDED_USE and training_statement({}) == SYNTHETIC_TRAINING
+    card = {"origin": "site", "training_data": "12 studies with reader ROIs from this site's store."}
+    text = intended_use(card)
+    assert "not a certified medical device" in text and "12 studies with reader ROIs" in text
+    assert "synthetic phantoms, not on patient data" not in text
+    assert training_statement(card).startswith("Model fine-tuned at this site")
