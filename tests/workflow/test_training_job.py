@@ -104,3 +104,59 @@ def test_the_cli_runs_a_job_of_the_store_and_reports_a_failure_without_a_traceba
     with store.engine.connect() as conn:
         row = conn.execute(sa.select(training_jobs).where(training_jobs.c.id == job_id)).mappings().one()
     assert row["status"] == jobs.FAILED and json.loads(row["progress_json"])["epochs"] == 1
+
+
+@pytest.mark.slow
+def test_a_launched_job_is_cancelled_mid_run_and_resumed_to_the_end_with_the_same_split(tmp_path) -> None:
+    """A real training process (a tiny plain U-Net as the active model, so CPU CI can afford it): cancel after the
+    first epoch, resume, and the job ends with every epoch once and a registered model."""
+    import time
+
+    from mre_core.phantom.site import generate_site
+    from mre_core.store import models as registry
+    from mre_core.workflow.import_rois import import_rois
+    from tests.app_support import TEST_MODEL, write_everything_liver_weights
+
+    write_everything_liver_weights(tmp_path / "weights")
+    store = Store(f"sqlite:///{tmp_path / 'store.sqlite'}")
+    settings = Settings(device="cpu", db_url=store.url, inbox_dir=tmp_path / "inbox", models_dir=tmp_path / "models",
+                        weights_dir=tmp_path / "weights", model_name=TEST_MODEL)
+    inbox = Inbox(store, settings.inbox_dir)
+    generate_site(tmp_path / "site", 4, seed=3)
+    report = import_rois([tmp_path / "site" / "archive" / "dicom", tmp_path / "site" / "reads"], store, inbox,
+                         imported_by="test")
+    assert len(report.imported) == 4
+    epochs = 12
+    job_id = jobs.create_job(store, SiteTrainParams(epochs=epochs, micro_batch=2), settings, "ada")
+
+    def wait(predicate, timeout_s: float = 600.0):
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            job = jobs.get_job(store, job_id)
+            if predicate(job):
+                return job
+            time.sleep(0.5)
+        raise AssertionError(f"timed out: {jobs.get_job(store, job_id).describe()}; log: "
+                             f"{jobs.get_job(store, job_id).log_path.read_text()[-2000:]}")
+
+    proc = jobs.launch(store, job_id, settings)
+    first = wait(lambda j: j.progress.get("epoch", 0) >= 1 or j.status in (jobs.FAILED, jobs.INTERRUPTED))
+    assert first.status == jobs.RUNNING, first.describe()
+    assert jobs.request_cancel(store, job_id, "ada")
+    stopped = wait(lambda j: j.status in (jobs.CANCELLED, jobs.FINISHED))
+    proc.wait(timeout=60)
+    assert stopped.status == jobs.CANCELLED, stopped.describe()
+    done_before = stopped.progress["epoch"]
+    assert 1 <= done_before < epochs and stopped.resumable
+    split_before = (stopped.out_dir / "split.json").read_text()
+
+    proc = jobs.resume_job(store, job_id, settings, "ada")
+    finished = wait(lambda j: j.status in (jobs.FINISHED, jobs.FAILED, jobs.INTERRUPTED))
+    proc.wait(timeout=60)
+    assert finished.status == jobs.FINISHED, finished.describe()
+    assert [int(r["epoch"]) for r in finished.progress["log"]] == list(range(1, epochs + 1))
+    assert (finished.out_dir / "split.json").read_text() == split_before
+    entry = registry.get(store, finished.model_version)
+    assert entry is not None and entry.job_id == job_id and entry.origin == "site"
+    actions = read_audit(store)["action"].tolist()
+    assert {"training:create", "training:cancel", "training:resume", "training:finish"} <= set(actions)
