@@ -169,3 +169,16 @@ def test_dciodvfy_accepts_the_seg_of_rois_drawn_by_hand(kind: str, tmp_path: Pat
     errors, warnings = dciodvfy(write_seg(result, tmp_path / "seg.dcm", manual_rois=manual, reader="Dr Zoë Draw"))
     assert errors == [], "\n".join(errors)
     assert warnings == [], "\n".join(warnings)
+
+
+@needs_dciodvfy
+def test_the_simulated_sites_reader_segs_pass_dciodvfy(tmp_path: Path) -> None:
+    """The reads of a simulated site (mre_core.phantom.site, the site-training tests' data) are valid SEGs too,
+    including those on de-identified exams (blank type-2 patient attributes)."""
+    from mre_core.phantom.site import generate_site
+
+    site = generate_site(tmp_path / "site", 4, seed=0)
+    assert site["deidentified"].any() and (site["seg"] != "").all()  # seed 0: patient 4 is de-identified
+    for path in site["seg"]:
+        errors, _ = dciodvfy(Path(path))
+        assert errors == [], f"{path}:\n" + "\n".join(errors)
