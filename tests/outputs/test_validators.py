@@ -177,8 +177,8 @@ def test_the_simulated_sites_reader_segs_pass_dciodvfy(tmp_path: Path) -> None:
     including those on de-identified exams (blank type-2 patient attributes)."""
     from mre_core.phantom.site import generate_site
 
-    site = generate_site(tmp_path / "site", 4, seed=0)
-    assert site["deidentified"].any() and (site["seg"] != "").all()  # seed 0: patient 4 is de-identified
+    site = generate_site(tmp_path / "site", 10, seed=0)
+    assert site["deidentified"].any() and (site["seg"] != "").all()  # seed 0 of 10: HO0004 is de-identified
     for path in site["seg"]:
         errors, _ = dciodvfy(Path(path))
         assert errors == [], f"{path}:\n" + "\n".join(errors)
