@@ -24,7 +24,8 @@ def run_network(model: LoadedModel, batch: np.ndarray, batch_size: int = 8) -> n
     """
     out = []
     for start in range(0, len(batch), batch_size):
-        x = torch.from_numpy(batch[start:start + batch_size]).to(model.device)
+        x = torch.from_numpy(batch[start:start + batch_size]).to(model.device,
+                                                                 memory_format=torch.channels_last)
         with torch.inference_mode():
             out.append(torch.sigmoid(model.net(x))[:, 0].float().cpu().numpy())
     return np.concatenate(out) if out else np.zeros((0, 0, 0), dtype=np.float32)

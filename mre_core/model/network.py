@@ -197,7 +197,9 @@ def load_model(weights_dir: Path, name: str, device: str = "auto") -> LoadedMode
     except (RuntimeError, KeyError) as exc:
         raise WeightsError(f"{w_path.name} does not fit architecture {config.arch!r}: {exc}") from exc
     dev = pick_device(device)
-    net.to(dev).eval()
+    # channels-last memory layout: the same numbers (max |Δp| 2.4e-6, identical masks on 5 slices at 256 px) in
+    # 0.77 s instead of 0.98 s per study on this project's 2-core CPU (/work/devtools/cl_probe.py, issue 13)
+    net.to(dev, memory_format=torch.channels_last).eval()
     return LoadedModel(net, config, actual, dev)
 
 
