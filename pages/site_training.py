@@ -19,7 +19,7 @@ from mre_core.app import site_training_view as view
 from mre_core.app.context import current_settings, get_inbox, get_store, model_choice_note
 from mre_core.model.site import SiteTrainParams
 from mre_core.store import models as registry
-from mre_core.store.labels import label_summary, labelled_studies
+from mre_core.store.labels import label_summary
 from mre_core.store.results import StoreError
 from mre_core.workflow import training_job as jobs
 
@@ -104,9 +104,10 @@ with tab_models:
                 else:
                     st.rerun()
 
+summary = label_summary(store)  # every labelled study, once per run (both tabs below use it)
+
 # ----------------------------------------------------------------------------- labels
 with tab_labels:
-    summary = label_summary(store)
     st.markdown(f"**{len(summary)} labelled studies** (reader ROIs): reviews signed off or saved in the app, and "
                 "imported reads. A slice the reader left out of the study value is not used as a label.")
     if not summary.empty:
@@ -124,6 +125,7 @@ with tab_labels:
             st.error(str(exc))
         else:
             st.session_state["st_import_report"] = report
+            st.rerun()  # the tables above and the Train tab then count the new reads
     report = st.session_state.get("st_import_report")
     if report is not None:
         st.info(report.describe())
@@ -136,7 +138,6 @@ with tab_labels:
 
 # ----------------------------------------------------------------------------- train
 with tab_train:
-    summary = label_summary(store)
     c = st.columns(4)
     d_from = c[0].date_input("Studies from", value=None, key="st_from")
     d_to = c[1].date_input("Studies up to", value=None, key="st_to")
@@ -152,8 +153,10 @@ with tab_train:
     ymd = (lambda d: d.strftime("%Y%m%d") if isinstance(d, dt.date) else "")  # noqa: E731
     params = SiteTrainParams(date_from=ymd(d_from), date_to=ymd(d_to), manufacturers=tuple(scanners),
                              readers=tuple(readers), init=init, epochs=int(epochs), seed=int(seed))
-    chosen = labelled_studies(store, date_from=params.date_from or None, date_to=params.date_to or None,
+    filtered = (label_summary(store, date_from=params.date_from or None, date_to=params.date_to or None,
                               manufacturers=params.manufacturers or None, readers=params.readers or None)
+                if any((params.date_from, params.date_to, params.manufacturers, params.readers)) else summary)
+    chosen = list(filtered.itertuples(index=False))  # the split needs study_uid and patient_id only
     sentence, split = view.preview_split(chosen, params, active.heldout if active else ())
     (st.info if split is not None else st.warning)(sentence)
     st.caption("Settings: AdamW lr 3e-4, batch 8, BCE + soft Dice, cosine schedule, augmentation without "

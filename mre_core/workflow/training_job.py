@@ -209,9 +209,9 @@ def resume_job(store, job_id: int, settings: Settings, user: str) -> subprocess.
     if job is None:
         raise ValueError(f"no training job {job_id}")
     if not job.resumable:
-        raise ValueError(f"job {job_id} is {job.status}" + ("" if job.status in RESUMABLE else "")
-                         + ("; it has no checkpoint yet (start a new job)" if job.status in RESUMABLE else
-                            f": only a {', '.join(RESUMABLE)} job with a checkpoint can be resumed"))
+        why = ("it has no checkpoint yet (start a new job)" if job.status in RESUMABLE else
+               f"only a {', '.join(RESUMABLE)} job with a checkpoint can be resumed")
+        raise ValueError(f"job {job_id} is {job.status}; {why}")
     _update(store, job_id, status=QUEUED, error="", worker="")
     store.log_event("training:resume", f"job {job_id}", user)
     return launch(store, job_id, settings, resume=True)
