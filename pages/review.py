@@ -88,6 +88,6 @@ with save_col:  # before the summary and the downloads, so that they show what a
     if status.saved_revision is not None:
         worklist_panel.keep_files(request, uploads, settings, rs, skey)
 with summary_box:
-    review_panel.study_summary(auto, reviewed, edits, status, batch.read_s, batch.analyse_s)
+    review_panel.study_summary(auto, reviewed, edits, status, batch.read_s, batch.analyse_s, batch.from_cache)
 with dl_col:
     downloads.download_buttons(reviewed, edits, status, user, store)

@@ -75,6 +75,7 @@ def _text(at: AppTest) -> str:
     parts = [e.value for kind in ("title", "markdown", "caption", "info", "warning", "error", "success", "subheader")
              for e in getattr(at, kind)]
     parts += [str(df.value.to_csv()) for df in at.dataframe]
+    parts += [str(t.value.to_csv()) for t in at.table]
     return " ".join(str(p) for p in parts)
 
 

@@ -17,6 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 from tests.browser_support import CHROMIUM, CHROMIUM_ARGS, ROOT
 from tests.browser_support import free_port as _free_port
@@ -123,6 +124,33 @@ def _expected(study_dir: Path, env: dict[str, str]):
     return analyze_sources([study_dir], settings).results[0]
 
 
+def _pointer_reads_the_dicom_value(page, expected) -> None:
+    """The slice view (first slice shown: the most superior) reads out, under the pointer, the stiffness of that
+    very pixel of the DICOM file, and whether it is in the ROI and the confidence region."""
+    from mre_core.app.slice_image import encode_kpa
+    from mre_core.outputs.tables import slice_numbers
+
+    numbers = slice_numbers(expected.slices)
+    i = min(range(len(expected.slices)), key=lambda k: numbers[expected.slices[k].sop_uid])
+    s, e = expected.slices[i], expected.study.series.slices[i]
+    inside = s.roi if s.roi.any() else e.confidence
+    rows, cols = np.nonzero(inside)
+    r, c = int(rows[len(rows) // 2]), int(cols[len(cols) // 2])
+    frame = page.frame_locator("[data-testid=stIFrame]").first
+    canvas = frame.locator("canvas")
+    canvas.scroll_into_view_if_needed()
+    box = canvas.bounding_box()
+    assert box is not None
+    canvas.hover(position={"x": (c + 0.5) * box["width"] / e.shape[1], "y": (r + 0.5) * box["height"] / e.shape[0]})
+    want = (f"row {r}, col {c}: {int(encode_kpa(e.kpa)[r, c]) / 100:.2f} kPa" + (" · in ROI" if s.roi[r, c] else "")
+            + (" · confident" if e.confidence[r, c] else " · outside confidence region"))
+    readout = frame.get_by_test_id("slice-readout")
+    from playwright.sync_api import expect
+
+    expect(readout).to_have_text(want, timeout=10_000)
+    assert abs(float(want.split(": ")[1].split(" kPa")[0]) - float(e.kpa[r, c])) <= 0.005 + 1e-6
+
+
 def test_upload_review_download(server: str, browser, env: dict[str, str], tmp_path: Path) -> None:
     from mre_core.app.demo import demo_study
 
@@ -141,6 +169,7 @@ def test_upload_review_download(server: str, browser, env: dict[str, str], tmp_p
     page.get_by_text(f"Stage: {expected.stage.stage.label}").first.wait_for(timeout=180_000)
     upload_to_result_s = time.perf_counter() - t0
     page.get_by_text("Slices used").first.wait_for()
+    _pointer_reads_the_dicom_value(page, expected)
     _shot(page, "review.png", 2300)
     (tmp_path / "timing.txt").write_text(f"{upload_to_result_s:.2f}\n")
     print(f"\nupload → result in the browser: {upload_to_result_s:.2f} s for {len(expected.slices)} slices "
@@ -164,7 +193,8 @@ def test_upload_review_download(server: str, browser, env: dict[str, str], tmp_p
 
     page.get_by_text("Side by side", exact=True).click()
     page.get_by_text("Edit ROI").first.wait_for(timeout=30_000)
-    page.wait_for_function("() => document.querySelectorAll('.js-plotly-plot').length >= 3", timeout=60_000)
+    page.wait_for_function(f"() => document.querySelectorAll('[data-testid=stIFrame]').length >= {len(expected.slices)}",
+                           timeout=60_000)  # every slice's view
     _shot(page, "review_side_by_side.png", 2000)
     page.close()
 
@@ -355,7 +385,7 @@ def _reopen_signed_off(server: str, browser, env: dict[str, str], expected, revi
     page.goto(f"{server}/?{urlencode({'study_uid': expected.study_uid, 'series_uid': expected.series_uid})}")
     _signed_off_shown(page, value, reviewer)
     page.get_by_text("Slices used").first.wait_for()  # the study itself, with its images, not only its numbers
-    page.locator(".js-plotly-plot").first.wait_for(timeout=60_000)  # the elastogram with its ROI overlay
+    page.locator("[data-testid=stIFrame]").first.wait_for(timeout=60_000)  # the elastogram with its ROI overlay
     page.close()
 
     page = browser.new_page(viewport={"width": 1500, "height": 1100})  # the worklist (its files were kept)

@@ -264,16 +264,20 @@ def _summary_metrics(auto: StudyResult, reviewed: StudyResult, edits: ReviewEdit
     c[4].metric("Slices used", f"{reviewed.stiffness.n_slices_used} / {len(reviewed.slices)}")
 
 
-def _provenance(auto: StudyResult, read_s: float, analyse_s: float) -> None:
+def _provenance(auto: StudyResult, read_s: float, analyse_s: float, from_cache: bool = False) -> None:
     first = auto.study.series.slices[0]
     timing = auto.timings_s
     d1, d2, d3 = st.columns(3)
     d1.markdown(f"**Model** `{auto.model_name}` · version `{auto.model_sha256[:12]}`  \n**Device** {auto.device}")
     d2.markdown(f"**Unit profile** {first.profile.value} ({first.kpa_per_unit:g} kPa per stored unit)  \n"
                 f"**Confidence marking** {first.encoding.value.replace('_', ' ')}")
-    d3.markdown(f"**Time** {read_s + analyse_s:.2f} s for the upload "
-                f"(read {read_s:.2f} s, model {timing.get('model', 0):.2f} s, "
-                f"post {timing.get('post', 0) + timing.get('stiffness', 0):.2f} s)")
+    took = (f"{read_s + analyse_s:.2f} s (read {read_s:.2f} s, model {timing.get('model', 0):.2f} s, "
+            f"post {timing.get('post', 0) + timing.get('stiffness', 0):.2f} s)")
+    if from_cache:
+        d3.markdown(f"**Time** none now: this server analysed the same files with the same settings and model "
+                    f"before (it took {took}); shown from its analysis cache")
+    else:
+        d3.markdown(f"**Time** {took} for the upload")
     if first.profile.value == "siemens":
         st.caption("Siemens profile: stored value = kPa × 100 (window 400/800 spans 0–8 kPa) is a working "
                    "assumption; change the unit profile in the sidebar if your scanner differs.")
@@ -284,7 +288,7 @@ def _provenance(auto: StudyResult, read_s: float, analyse_s: float) -> None:
 
 
 def study_summary(auto: StudyResult, reviewed: StudyResult, edits: ReviewEdits, status: ReviewStatus, read_s: float,
-                  analyse_s: float) -> None:
+                  analyse_s: float, from_cache: bool = False) -> None:
     """Stiffness, stage, QC, what the review changed, model / unit / timing, and the staging table used."""
     _summary_metrics(auto, reviewed, edits)
     flags = reviewed.qc_flags
@@ -297,11 +301,11 @@ def study_summary(auto: StudyResult, reviewed: StudyResult, edits: ReviewEdits, 
                                          auto.stage.stage.label if auto.stage else None)
     if caption is not None:
         st.caption(caption)
-    _provenance(auto, read_s, analyse_s)
+    _provenance(auto, read_s, analyse_s, from_cache)
     table = reviewed.settings.staging
     with st.expander(f"Staging table used: {table.title}"):
-        st.dataframe(pd.DataFrame([{"stage": c_.stage.label, "from (kPa)": c_.lower_kpa, "source": c_.source}
-                                   for c_ in table.cutoffs]), hide_index=True, width="stretch")
+        st.table(pd.DataFrame([{"stage": c_.stage.label, "from (kPa)": c_.lower_kpa, "source": c_.source}
+                               for c_ in table.cutoffs]).set_index("stage"))
         st.caption("Below the F1 bound: F0. Edit the table on the *Model & settings* page.")
 
 

@@ -295,6 +295,7 @@ class ReviewBatch:
     skipped: list[Any] = field(default_factory=list)  #: SkippedFile: file + reason
     read_s: float = 0.0
     analyse_s: float = 0.0
+    from_cache: bool = False  #: analysed earlier by this server with the same files, settings and model
 
 
 def analyze_sources_for_review(sources: Any, settings: Settings, model: LoadedModel,

@@ -23,6 +23,7 @@ from mre_core.analysis.stiffness import SliceResult
 from mre_core.app import roi_drawing
 from mre_core.app.figures import elastogram_figure
 from mre_core.app.review_status import fmt
+from mre_core.app.slice_image import ViewerLayers, show_slice_image
 from mre_core.outputs.tables import slice_numbers, superior_to_inferior
 
 ONE_AT_A_TIME = "One slice at a time"
@@ -40,6 +41,11 @@ class ViewOptions:
     show_predicted: bool
     shown: list[int]  #: indices of the slices drawn, in order
     labels: list[str]  #: one label per slice of the study
+    interactive: bool = False  #: the plotly figure (zoom, pan) instead of the fast image view
+
+    @property
+    def layers(self) -> ViewerLayers:
+        return ViewerLayers(self.opacity, self.show_confidence, self.show_roi, self.show_predicted)
 
     @property
     def side_by_side(self) -> bool:
@@ -61,7 +67,7 @@ def head_to_feet(result: StudyResult) -> list[int]:
 
 def view_options(result: StudyResult, skey: str) -> ViewOptions:
     """The view widgets (and, one slice at a time, the slice picker ``rv_slice|<study>``)."""
-    opts = st.columns([2, 2, 1, 1, 1])
+    opts = st.columns([2.3, 1.6, 1.4, 0.9, 1.4, 0.9])
     layout = opts[0].segmented_control("Layout", [ONE_AT_A_TIME, SIDE_BY_SIDE], default=ONE_AT_A_TIME,
                                        key="rv_layout") or ONE_AT_A_TIME
     opacity = opts[1].slider("ROI opacity", 0.0, 1.0, 0.45, 0.05, key="rv_opacity")
@@ -69,6 +75,8 @@ def view_options(result: StudyResult, skey: str) -> ViewOptions:
     show_roi = opts[3].toggle("ROI", True, key="rv_roi", help="Final ROI, red fill")
     show_pred = opts[4].toggle("Model mask", False, key="rv_pred",
                                help="Model liver mask before ∩ confidence (dotted)")
+    interactive = opts[5].toggle("Zoom", False, key="rv_zoom",
+                                 help="Interactive figure: zoom and pan (slower to load in a new browser session)")
     labels = slice_labels(result)
     order = head_to_feet(result)
     if layout == SIDE_BY_SIDE:
@@ -76,7 +84,7 @@ def view_options(result: StudyResult, skey: str) -> ViewOptions:
     else:
         shown = [st.radio("Slice (1 = most superior; #instance number)", order, format_func=lambda i: labels[i],
                           horizontal=True, key=f"rv_slice|{skey}")]
-    return ViewOptions(layout, opacity, show_conf, show_roi, show_pred, shown, labels)
+    return ViewOptions(layout, opacity, show_conf, show_roi, show_pred, shown, labels, interactive)
 
 
 def slice_boxes(view: ViewOptions, n: int) -> tuple[Any, Any]:
@@ -115,6 +123,11 @@ def show_slices(reviewed: StudyResult, view: ViewOptions, skey: str, fig_boxes: 
             roi_drawing.show_canvas(box, e, s, skey, view.opacity)
             _slice_numbers(s, ctl_boxes[i])
             continue
+        if not view.interactive:
+            show_slice_image(box, e, s, view.layers, 360 if view.side_by_side else 600,
+                             view.labels[i] if view.side_by_side else "")
+            _slice_numbers(s, box if view.side_by_side else ctl_boxes[i])
+            continue
         fig = elastogram_figure(e, s, roi_opacity=view.opacity, show_confidence=view.show_confidence,
                                 show_roi=view.show_roi, show_predicted=view.show_predicted,
                                 height=300 if view.side_by_side else 460,
@@ -138,7 +151,7 @@ def slice_rows(reviewed: StudyResult) -> list[dict[str, Any]]:
 def show_slice_table(box: DeltaGenerator, reviewed: StudyResult, view: ViewOptions) -> None:
     """The *All slices (table)* expander, open unless the slices are side by side."""
     with box.expander("All slices (table)", expanded=not view.side_by_side):
-        st.dataframe(pd.DataFrame(slice_rows(reviewed)), hide_index=True, width="stretch")
+        st.table(pd.DataFrame(slice_rows(reviewed)).set_index("slice"))
 
 
 __all__ = ["ONE_AT_A_TIME", "SIDE_BY_SIDE", "ViewOptions", "show_slice_table", "show_slices", "slice_boxes",

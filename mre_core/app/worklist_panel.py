@@ -24,6 +24,7 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
+from mre_core.app.analysis_cache import CACHE, cache_key
 from mre_core.app.context import demo_root, get_inbox, get_model, inference_lock, model_missing_message
 from mre_core.app.demo import demo_study
 from mre_core.app.review_state import ReviewableStudy, ReviewBatch, analyze_sources_for_review, skipped_summary
@@ -161,7 +162,10 @@ def _sources(request: Request, uploads: list[Any], settings: Settings) -> list[A
 
 
 def open_batch(request: Request, uploads: list[Any], settings: Settings) -> ReviewBatch | None:
-    """The analysed batch for ``request`` (analysed once, then kept in ``rv_batch``); ``None``: no model."""
+    """The analysed batch for ``request`` (analysed once, then kept in ``rv_batch``); ``None``: no model.
+
+    A batch this server analysed before from the same file bytes, settings and model comes from
+    :data:`~mre_core.app.analysis_cache.CACHE` (``from_cache``) instead of running the model again."""
     state = st.session_state
     key = analysis_key(request, settings)
     if state.get("rv_key") != key:
@@ -171,10 +175,15 @@ def open_batch(request: Request, uploads: list[Any], settings: Settings) -> Revi
             st.error(model_missing_message(exc, settings), icon=":material/error:")
             return None
         sources = _sources(request, uploads, settings)
-        bar = st.progress(0.0, "Reading files…")
-        with inference_lock():
-            batch = analyze_sources_for_review(sources, settings, model, progress=lambda f, t: bar.progress(f, t))
-        bar.empty()
+        cached = cache_key(sources, settings, model)
+        batch = CACHE.get(cached)
+        if batch is None:
+            bar = st.progress(0.0, "Reading files…")
+            with inference_lock():
+                batch = analyze_sources_for_review(sources, settings, model,
+                                                   progress=lambda f, t: bar.progress(f, t))
+            bar.empty()
+            CACHE.put(cached, batch)
         state["rv_batch"], state["rv_key"] = batch, key
     return state["rv_batch"]
 
@@ -191,7 +200,7 @@ def show_left_out(batch: ReviewBatch) -> bool:
     n_files = sum(s.n_files for s in batch.skipped)
     with st.expander(f"{len(batch.skipped)} series or file(s) left out ({n_files} files: other series of the exam, "
                      "or unreadable) — the rule and reason for each", icon=":material/report:"):
-        st.dataframe(skipped, hide_index=True, width="stretch")
+        st.table(skipped.set_index(skipped.columns[0]) if len(skipped.columns) else skipped)
     return True
 
 

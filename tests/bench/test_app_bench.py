@@ -38,6 +38,7 @@ def test_app_benchmark_records_every_metric(tmp_path: Path, monkeypatch: pytest.
         values = record[name] if isinstance(record[name], list) else [record[name]]
         assert values and all(_positive(v) for v in values), (name, record[name])
     assert len(record["demo_study_warm_s"]) == 1 and len(record["page_switch_s"]) == 3
+    assert len(record["new_study_warm_s"]) == 1  # a study the server had not analysed: the model ran
     assert _positive(record["cpu_count"]) and _positive(record["torch_threads"])
     # where the time went: the browser saw the run end, and the sampler saw the server's script thread
     cold = next(s for s in record["steps"] if s["name"] == "demo study cold")
