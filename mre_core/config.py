@@ -55,6 +55,9 @@ class Settings:
         Keep the automatic ROI to one predicted liver region and leave out of the study value a slice
         whose automatic ROI is scattered, uncertain or on the spleen side
         (:mod:`mre_core.analysis.guardrails`). Off only to measure what they change.
+    liver_margin_mm:
+        For a model with a liver output: the automatic ROI stays this far inside the predicted liver (its
+        largest piece, eroded by this margin; 0 = no erosion). Models with only an ROI output ignore it.
     min_roi_area_cm2:
         A slice whose final ROI is smaller than this is flagged ``SMALL_ROI``
         (and an empty ROI is flagged ``EMPTY_ROI`` and left out of the study value).
@@ -87,6 +90,7 @@ class Settings:
     mask_threshold: float | None = None
     min_component_area_mm2: float = 300.0
     roi_guardrails: bool = True
+    liver_margin_mm: float = 5.0
     min_roi_area_cm2: float = 2.0
     min_slices: int = 3
     max_slice_cv: float = 0.20
@@ -107,6 +111,8 @@ class Settings:
             raise ValueError("profile 'custom' needs custom_kpa_per_unit > 0 (kPa per stored unit), e.g. 0.01")
         if self.mask_threshold is not None and not 0.0 < self.mask_threshold < 1.0:
             raise ValueError(f"mask_threshold must be in (0, 1), got {self.mask_threshold}")
+        if self.liver_margin_mm < 0:
+            raise ValueError(f"liver_margin_mm must be >= 0 (0 = no margin), got {self.liver_margin_mm}")
         if self.max_file_mb <= 0:
             raise ValueError("max_file_mb must be > 0")
 

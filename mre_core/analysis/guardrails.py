@@ -15,6 +15,11 @@ So the automatic ROI of a slice is kept only when it looks like what a reader wo
   the image's left in radiological display; an ROI centred far on the image right of the body is on the
   spleen/stomach side.
 
+A model with a **liver output** (``ModelConfig.outputs`` holds ``"liver"``) narrows the prediction first
+(:func:`liver_region`, :func:`restricted_probability`): the ROI probability counts only inside the largest
+predicted liver piece, eroded by ``Settings.liver_margin_mm``; no liver piece means an empty ROI (flagged
+``EMPTY_ROI``, left out of the study value). The checks below then run on what is left.
+
 A slice failing a check keeps its ROI for display, gets a QC flag whose text says "automatic ROI
 unreliable — draw or check it", and is left out of the study value. The limits are set from the
 anatomy and the model's output scale, not tuned on any test data.
@@ -33,6 +38,8 @@ SCATTER_MAIN_SHARE = 0.5
 MIN_MEAN_PROBABILITY = 0.65
 #: ROI centroid more than this fraction of the body half-width to the image right of the body centre
 MAX_LATERAL_OFFSET = 0.35
+#: liver-output probability above which a pixel is liver (the liver output's own cut, not the ROI threshold)
+LIVER_THRESHOLD = 0.5
 
 
 def _pieces(mask: np.ndarray) -> tuple[int, np.ndarray]:
@@ -71,6 +78,49 @@ def main_region(predicted: np.ndarray, confidence: np.ndarray, kpa: np.ndarray, 
     keep = np.zeros(n_roi, dtype=bool)
     keep[1:] = stats[1:, cv2.CC_STAT_AREA] >= min_px
     return keep[roi_labels]
+
+
+def margin_px(margin_mm: float, pixel_spacing_mm: tuple[float, float]) -> tuple[int, int]:
+    """An erosion margin in mm as whole pixels (rows, columns), for the slice's (row, column) spacing.
+
+    >>> margin_px(5.0, (1.5625, 1.5625)), margin_px(0.0, (2.0, 2.0)), margin_px(4.0, (2.0, 1.0))
+    ((3, 3), (0, 0), (2, 4))
+    """
+    return int(round(margin_mm / pixel_spacing_mm[0])), int(round(margin_mm / pixel_spacing_mm[1]))
+
+
+def liver_region(liver_probability: np.ndarray, min_px: int, margin: tuple[int, int]) -> np.ndarray:
+    """bool [H,W]: the largest 8-connected piece of ``liver_probability > LIVER_THRESHOLD``, eroded by
+    ``margin`` (rows, columns) pixels with an elliptic element; empty when that piece is under ``min_px``.
+
+    Other pieces are dropped (one liver per slice). The image border does not erode the region (the liver
+    may leave the field of view there; only its own edge is kept at a distance).
+
+    >>> p = np.zeros((12, 16), np.float32); p[1:11, 1:9] = 0.9; p[2:5, 11:15] = 0.9
+    >>> r = liver_region(p, 4, (1, 1))
+    >>> int(r.sum()), bool(r[:, 10:].any()), int(liver_region(p, 100, (0, 0)).sum())
+    (48, False, 0)
+    """
+    mask = liver_probability > LIVER_THRESHOLD
+    if not mask.any():
+        return np.zeros(mask.shape, dtype=bool)
+    _, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
+    areas = stats[1:, cv2.CC_STAT_AREA]
+    largest = int(np.argmax(areas))
+    if areas[largest] < min_px:
+        return np.zeros(mask.shape, dtype=bool)
+    region = labels == largest + 1
+    rows, cols = margin
+    if rows <= 0 and cols <= 0:
+        return region
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * max(cols, 0) + 1, 2 * max(rows, 0) + 1))
+    return cv2.erode(region.astype(np.uint8), kernel).astype(bool)
+
+
+def restricted_probability(probability: np.ndarray, region: np.ndarray) -> np.ndarray:
+    """The ROI probability inside ``region`` and 0 outside (float32 [H,W]): thresholding it at any threshold
+    in (0, 1) gives the predicted ROI ∩ region, and re-thresholding later stays inside the region."""
+    return np.where(region, probability, np.float32(0.0)).astype(np.float32)
 
 
 def _body(kpa: np.ndarray) -> np.ndarray:

@@ -1,6 +1,10 @@
 """``analyze_study``: the one chain every front door calls.
 
 read (dicom_io) → preprocess → model → post-process (segment) → stiffness → staging.
+
+A model with a liver output (``ModelConfig.outputs == ("roi", "liver")``) keeps each slice's ROI inside its
+predicted liver region (:func:`slice_liver_region`) before the guardrails run; a single-output model takes
+exactly the path it always did.
 """
 
 from __future__ import annotations
@@ -11,9 +15,9 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import torch
 
-from mre_core.analysis.guardrails import main_region, roi_warnings
+from mre_core.analysis.guardrails import liver_region, main_region, margin_px, restricted_probability, roi_warnings
 from mre_core.analysis.preprocess import model_input, to_native_grid
-from mre_core.analysis.segment import final_roi, min_area_px, run_network
+from mre_core.analysis.segment import final_roi, min_area_px, run_network_maps
 from mre_core.analysis.staging import StageResult
 from mre_core.analysis.stiffness import (
     SMALL_CONFIDENCE_FRACTION,
@@ -135,27 +139,61 @@ def measure_slice(e: Elastogram, roi: np.ndarray, predicted: np.ndarray, setting
     )
 
 
-def analyze_study_keeping_probabilities(study: StudyInput, model: LoadedModel, settings: Settings
-                                        ) -> tuple[StudyResult, tuple[np.ndarray, ...], float]:
-    """:func:`analyze_study`, also returning each slice's probability map (float32 [H, W], native grid)
-    and the threshold applied, so a reviewer can re-threshold without running the network again."""
+def slice_liver_region(e: Elastogram, liver_probability: np.ndarray, settings: Settings) -> np.ndarray:
+    """bool [H,W]: where the ROI of slice ``e`` may lie: the largest predicted liver piece (pieces under
+    ``settings.min_component_area_mm2`` do not count), eroded by ``settings.liver_margin_mm``."""
+    return liver_region(liver_probability, min_area_px(settings.min_component_area_mm2, e.pixel_spacing_mm),
+                        margin_px(settings.liver_margin_mm, e.pixel_spacing_mm))
+
+
+def roi_probability(maps: dict[str, np.ndarray]) -> np.ndarray:
+    """The ROI probability the slice is thresholded on: the network's, 0 outside ``maps["liver_region"]``
+    when the model has a liver output (so a reviewer's re-thresholding stays inside the liver)."""
+    if "liver_region" not in maps:
+        return maps["roi"]
+    return restricted_probability(maps["roi"], maps["liver_region"])
+
+
+def analyze_study_keeping_maps(study: StudyInput, model: LoadedModel, settings: Settings
+                               ) -> tuple[StudyResult, tuple[dict[str, np.ndarray], ...], float]:
+    """:func:`analyze_study`, also returning each slice's maps on the native grid and the threshold applied.
+
+    Per slice: ``"roi"`` (the network's ROI probability, float32 [H, W]) and, for a model with a liver
+    output, ``"liver"`` (its liver probability) and ``"liver_region"`` (bool, the region the ROI was kept to).
+    The network runs once for all outputs.
+    """
     slices = study.series.slices
     timings: dict[str, float] = {}
     t = time.perf_counter()
     batch = model_input(slices, model.config.input)
     timings["preprocess"] = time.perf_counter() - t
     t = time.perf_counter()
-    prob = run_network(model, batch, settings.inference_batch)
+    maps = run_network_maps(model, batch, settings.inference_batch)
     if model.device.type == "cuda":
         torch.cuda.synchronize()
     timings["model"] = time.perf_counter() - t
     t = time.perf_counter()
-    native = tuple(to_native_grid(p, e.shape).astype(np.float32) for p, e in zip(prob, slices))
+    native = tuple({name: to_native_grid(m[i], e.shape).astype(np.float32) for name, m in maps.items()}
+                   for i, e in enumerate(slices))
+    for e, m in zip(slices, native):
+        if "liver" in m:
+            m["liver_region"] = slice_liver_region(e, m["liver"], settings)
     threshold = settings.mask_threshold if settings.mask_threshold is not None else model.config.threshold
-    results = [slice_result(e, p, threshold, settings) for e, p in zip(slices, native)]
+    results = [slice_result(e, roi_probability(m), threshold, settings) for e, m in zip(slices, native)]
     timings["post"] = time.perf_counter() - t
     result = finish_study(study, results, settings, model.config.name, model.sha256, str(model.device), timings)
     return with_marking_flag(result), native, float(threshold)
+
+
+def analyze_study_keeping_probabilities(study: StudyInput, model: LoadedModel, settings: Settings
+                                        ) -> tuple[StudyResult, tuple[np.ndarray, ...], float]:
+    """:func:`analyze_study`, also returning each slice's probability map (float32 [H, W], native grid)
+    and the threshold applied, so a reviewer can re-threshold without running the network again.
+
+    For a model with a liver output the map is :func:`roi_probability` (0 outside the slice's liver region),
+    so :func:`slice_result` on it at any threshold keeps the ROI inside the liver region."""
+    result, maps, threshold = analyze_study_keeping_maps(study, model, settings)
+    return result, tuple(roi_probability(m) for m in maps), threshold
 
 
 def analyze_study(study: StudyInput, model: LoadedModel, settings: Settings) -> StudyResult:

@@ -1,8 +1,8 @@
 """Segmentation: batched inference, back to the native grid, ROI = liver ∩ confidence.
 
-``predict_probabilities`` is the only function here that touches torch. The post-
-processing (``final_roi``, ``drop_specks``) is pure numpy so it can be tested on
-tiny arrays and reused by the app when a reviewer edits an ROI.
+``run_network_maps`` (behind ``run_network``, ``predict_probabilities`` and ``predict_maps``) is the only
+function here that touches torch. The post-processing (``final_roi``, ``drop_specks``) is pure numpy so it
+can be tested on tiny arrays and reused by the app when a reviewer edits an ROI.
 """
 
 from __future__ import annotations
@@ -17,18 +17,33 @@ from mre_core.model.network import LoadedModel
 
 
 def run_network(model: LoadedModel, batch: np.ndarray, batch_size: int = 8) -> np.ndarray:
-    """Sigmoid probabilities float32 [N, S, S] for a model-input batch float32 [N, C, S, S].
+    """Sigmoid ROI probabilities float32 [N, S, S] for a model-input batch float32 [N, C, S, S].
 
     Runs under ``torch.inference_mode()`` in chunks of ``batch_size`` slices (a whole
-    4-5 slice study is one forward pass by default).
+    4-5 slice study is one forward pass by default). The ROI is the network's channel 0; a model with
+    more outputs is run once, as :func:`run_network_maps` does.
     """
-    out = []
+    return run_network_maps(model, batch, batch_size)["roi"]
+
+
+def run_network_maps(model: LoadedModel, batch: np.ndarray, batch_size: int = 8) -> dict[str, np.ndarray]:
+    """Sigmoid probabilities per output of the model (``model.config.outputs``: ``"roi"``, maybe ``"liver"``),
+    each float32 [N, S, S], from one forward pass per chunk of ``batch_size`` slices (channels-last input)."""
+    names = model.config.outputs
+    out: dict[str, list[np.ndarray]] = {name: [] for name in names}
     for start in range(0, len(batch), batch_size):
         x = torch.from_numpy(batch[start:start + batch_size]).to(model.device,
                                                                  memory_format=torch.channels_last)
         with torch.inference_mode():
-            out.append(torch.sigmoid(model.net(x))[:, 0].float().cpu().numpy())
-    return np.concatenate(out) if out else np.zeros((0, 0, 0), dtype=np.float32)
+            logits = model.net(x)
+            if logits.shape[1] != len(names):
+                raise ValueError(f"model {model.config.name!r} gave {logits.shape[1]} output channels, its config "
+                                 f"names {len(names)}: {names}")
+            prob = torch.sigmoid(logits).float().cpu().numpy()
+        for c, name in enumerate(names):
+            out[name].append(prob[:, c])
+    return {name: np.concatenate(parts) if parts else np.zeros((0, 0, 0), dtype=np.float32)
+            for name, parts in out.items()}
 
 
 def predict_probabilities(model: LoadedModel, elastograms: list[Elastogram] | tuple[Elastogram, ...],
@@ -36,6 +51,14 @@ def predict_probabilities(model: LoadedModel, elastograms: list[Elastogram] | tu
     """Liver-ROI probability per slice, float32 [H, W] on each slice's native grid."""
     prob = run_network(model, model_input(elastograms, model.config.input), batch_size)
     return [to_native_grid(p, e.shape) for p, e in zip(prob, elastograms)]
+
+
+def predict_maps(model: LoadedModel, elastograms: list[Elastogram] | tuple[Elastogram, ...],
+                 batch_size: int = 8) -> list[dict[str, np.ndarray]]:
+    """Every output's probability per slice (``{"roi": ..., "liver": ...}``), float32 [H, W] on each slice's
+    native grid; the network runs once."""
+    maps = run_network_maps(model, model_input(elastograms, model.config.input), batch_size)
+    return [{name: to_native_grid(m[i], e.shape) for name, m in maps.items()} for i, e in enumerate(elastograms)]
 
 
 def keep_largest_pieces(mask: np.ndarray, min_area_px: int, max_pieces: int | None = None) -> np.ndarray:

@@ -181,9 +181,10 @@ def upload_study(tab: Tab, files: list[Path], name: str) -> Step:
 
 def new_studies(root: Path, n: int) -> list[list[Path]]:
     """``n`` 5-slice phantom studies (seeds 101, 102, …) the server has not seen: their files, each."""
-    from mre_core.app.demo import demo_study
+    from mre_core.phantom.cohort import write_demo_study
 
-    return [sorted(p for p in demo_study(root, seed=101 + i).rglob("*") if p.is_file()) for i in range(n)]
+    return [sorted(p for p in Path(write_demo_study(root / f"study_{101 + i}", seed=101 + i)).rglob("*") if p.is_file())
+            for i in range(n)]
 
 
 def switch(tab: Tab, title: str, name: str | None = None) -> Step:

@@ -2,8 +2,8 @@
 
 Inputs are the model's batches: ``x`` float32 ``[N, C, S, S]`` in [0, 1] (after the 400/800 window; the
 channels of :class:`mre_core.analysis.preprocess.InputSpec`: windowed stiffness inside the confidence region,
-the confidence region, windowed stiffness wherever known) and targets ``y`` ``[N, 1, S, S]`` (uint8 or float,
-0/1). Every random choice comes from the ``numpy.random.Generator`` passed in, so a batch is reproducible.
+the confidence region, windowed stiffness wherever known) and targets ``y`` ``[N, K, S, S]`` (uint8 or float,
+0/1; one channel per model output, e.g. ROI and liver, all warped with the slice's one warp). Every random choice comes from the ``numpy.random.Generator`` passed in, so a batch is reproducible.
 
 Why each transform (what varies between scanners, sites and patients, and what must not):
 
@@ -64,7 +64,7 @@ class Augmenter:
     def __call__(self, x: np.ndarray, y: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         """Augment a batch; returns new arrays (``x`` float32, ``y`` in its own dtype), shapes unchanged."""
         if x.ndim != 4 or y.ndim != 4 or x.shape[0] != y.shape[0] or x.shape[2:] != y.shape[2:]:
-            raise ValueError(f"expected x [N, C, S, S] and y [N, 1, S, S], got {x.shape} and {y.shape}")
+            raise ValueError(f"expected x [N, C, S, S] and y [N, K, S, S], got {x.shape} and {y.shape}")
         xo = np.empty(x.shape, np.float32)
         yo = np.empty_like(y)
         for i in range(x.shape[0]):
@@ -72,7 +72,7 @@ class Augmenter:
         return xo, yo
 
     def one(self, x: np.ndarray, y: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-        """Augment one slice: ``x`` [C, S, S], ``y`` [1, S, S]."""
+        """Augment one slice: ``x`` [C, S, S], ``y`` [K, S, S] (every target channel gets the same warp)."""
         u = lambda r: float(rng.uniform(*r))  # noqa: E731
         size = x.shape[-2:]
         s = float(min(size))
@@ -167,7 +167,7 @@ def warp_maps(size: tuple[int, int], angle_deg: float, zoom: float, shift_px: tu
 
 
 def remap_pair(x: np.ndarray, y: np.ndarray, mx: np.ndarray, my: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Warp ``x`` [C, H, W] bilinearly and ``y`` [1, H, W] nearest-neighbour with the same maps (zeros outside)."""
+    """Warp ``x`` [C, H, W] bilinearly and ``y`` [K, H, W] nearest-neighbour with the same maps (zeros outside)."""
     xs = [cv2.remap(p.astype(np.float32), mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
           for p in x]
     ys = [cv2.remap(np.ascontiguousarray(p).astype(np.float32), mx, my, cv2.INTER_NEAREST,

@@ -3,7 +3,8 @@
 The images go through the product's own reader (``dicom_io.read_inputs``) and input
 builder (``preprocess.model_input``), so the network trains on exactly what it will see
 at inference. Targets are the expert ROIs of the phantom truth (``truth/<id>.npz``),
-matched to slices by SOP Instance UID. Splits are by patient, never by slice.
+matched to slices by SOP Instance UID, one channel per model output: ``"roi"`` (the expert ROI) and, for a
+two-output model, ``"liver"`` (the truth liver mask). Splits are by patient, never by slice.
 """
 
 from __future__ import annotations
@@ -91,15 +92,29 @@ class ArrayDataset:
     """Slices as model inputs and targets on the model grid."""
 
     inputs: np.ndarray  #: float16 [N, C, S, S] in [0, 1]
-    targets: np.ndarray  #: uint8 [N, 1, S, S] (0/1)
+    targets: np.ndarray  #: uint8 [N, K, S, S] (0/1), one channel per model output (``"roi"`` first)
     patient_ids: tuple[str, ...]
 
     def __len__(self) -> int:
         return int(self.inputs.shape[0])
 
 
-def build_arrays(records: list[PatientRecord], spec: InputSpec, settings: Settings) -> ArrayDataset:
-    """Read every patient and stack model-grid inputs and expert-ROI targets."""
+#: The truth mask behind each model output.
+TARGET_MASKS = {"roi": "expert_roi", "liver": "liver_mask"}
+
+
+def target_channels(truth: TruthSlice, outputs: tuple[str, ...], size: int) -> np.ndarray:
+    """uint8 [len(outputs), size, size]: each output's truth mask, resized bilinearly to the model grid, > 0.5."""
+    unknown = [o for o in outputs if o not in TARGET_MASKS]
+    if unknown:
+        raise ValueError(f"no truth mask for model output(s) {unknown}; known: {tuple(TARGET_MASKS)}")
+    return np.stack([(resize_bilinear(getattr(truth, TARGET_MASKS[o]).astype(np.float32), size, size) > 0.5
+                      ).astype(np.uint8) for o in outputs])
+
+
+def build_arrays(records: list[PatientRecord], spec: InputSpec, settings: Settings,
+                 outputs: tuple[str, ...] = ("roi",)) -> ArrayDataset:
+    """Read every patient and stack model-grid inputs and targets (one channel per entry of ``outputs``)."""
     xs, ys, ids = [], [], []
     for rec in records:
         study = read_patient(rec, settings)
@@ -109,21 +124,28 @@ def build_arrays(records: list[PatientRecord], spec: InputSpec, settings: Settin
             raise ValueError(f"{rec.patient_id}: no slice of the analysed series matches the truth file")
         xs.append(model_input(slices, spec).astype(np.float16))
         for e in slices:
-            roi = truth[e.sop_uid].expert_roi.astype(np.float32)
-            ys.append((resize_bilinear(roi, spec.size, spec.size) > 0.5).astype(np.uint8)[None])
+            ys.append(target_channels(truth[e.sop_uid], tuple(outputs), spec.size))
             ids.append(rec.patient_id)
     return ArrayDataset(np.concatenate(xs), np.stack(ys), tuple(ids))
 
 
-def cached_arrays(records: list[PatientRecord], spec: InputSpec, settings: Settings, cache: Path) -> ArrayDataset:
-    """``build_arrays`` with an ``.npz`` cache keyed by the patient list and input size."""
-    cache = Path(cache)
+def cache_key(records: list[PatientRecord], spec: InputSpec, outputs: tuple[str, ...] = ("roi",)) -> str:
+    """What a cache file must have been built from: the patient list, the input size and (beyond the single
+    ROI output, whose key predates outputs) the outputs."""
     key = f"{len(records)}:{records[0].patient_id if records else ''}:{records[-1].patient_id if records else ''}:{spec.size}"
+    return key if tuple(outputs) == ("roi",) else f"{key}:{','.join(outputs)}"
+
+
+def cached_arrays(records: list[PatientRecord], spec: InputSpec, settings: Settings, cache: Path,
+                  outputs: tuple[str, ...] = ("roi",)) -> ArrayDataset:
+    """``build_arrays`` with an ``.npz`` cache keyed by the patient list, input size and outputs."""
+    cache = Path(cache)
+    key = cache_key(records, spec, outputs)
     if cache.is_file():
         with np.load(cache, allow_pickle=False) as z:
-            if str(z["key"]) == key:
+            if str(z["key"]) == key and z["targets"].shape[1] == len(outputs):
                 return ArrayDataset(z["inputs"], z["targets"], tuple(str(p) for p in z["patient_ids"]))
-    data = build_arrays(records, spec, settings)
+    data = build_arrays(records, spec, settings, outputs)
     cache.parent.mkdir(parents=True, exist_ok=True)
     np.savez(cache, inputs=data.inputs, targets=data.targets, patient_ids=np.array(data.patient_ids), key=key)
     return data

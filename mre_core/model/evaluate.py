@@ -5,7 +5,9 @@ measured is what a user gets. Segmentation metrics compare the final ROI (predic
 confidence, cleaned) with the expert ROI of the truth, pixel-wise **per slice, then
 averaged over slices** (the paper's convention as we read it); 95 % CIs come from a
 bootstrap over **patients**. Stiffness agreement compares the automatic study value with
-the manual (expert-ROI) value per patient.
+the manual (expert-ROI) value per patient. A model with a liver output also gets its liver segmentation
+scored: Dice of the predicted liver region (the largest predicted liver piece, not eroded) against the truth
+liver mask, per slice, then averaged (``liver_segmentation`` in the metrics; ``liver_dice`` per slice).
 """
 
 from __future__ import annotations
@@ -20,7 +22,9 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from mre_core.analysis.pipeline import analyze_study
+from mre_core.analysis.guardrails import liver_region
+from mre_core.analysis.pipeline import analyze_study, analyze_study_keeping_maps
+from mre_core.analysis.segment import min_area_px
 from mre_core.analysis.staging import FibrosisStage, StagingTable, stage
 from mre_core.config import Settings
 from mre_core.model.dataset import PatientRecord, cohort_records, load_truth, read_patient
@@ -39,13 +43,27 @@ class SliceScore:
     outside_liver_fraction: float  #: share of ROI pixels outside the true liver (NaN: empty ROI)
     near_edge_fraction: float  #: share of ROI pixels within 1 cm of the liver edge
     empty_roi: bool
+    liver_dice: float = math.nan  #: predicted liver region vs truth liver mask (models with a liver output only)
+
+
+def has_liver_output(model: LoadedModel) -> bool:
+    return "liver" in model.config.outputs
 
 
 def score_patient(record: PatientRecord, model: LoadedModel, settings: Settings) -> tuple[list[SliceScore], dict]:
-    """Per-slice Dice/IoU and the patient's automatic vs manual stiffness."""
+    """Per-slice Dice/IoU (and liver Dice for a model with a liver output) and the patient's automatic vs
+    manual stiffness."""
     study = read_patient(record, settings)
-    result = analyze_study(study, model, settings)
     truth = load_truth(record.truth_path)
+    liver_dice: dict[str, float] = {}
+    if has_liver_output(model):
+        result, maps, _ = analyze_study_keeping_maps(study, model, settings)
+        for e, m in zip(study.series.slices, maps):
+            if e.sop_uid in truth:
+                min_px = min_area_px(settings.min_component_area_mm2, e.pixel_spacing_mm)
+                liver_dice[e.sop_uid] = dice(liver_region(m["liver"], min_px, (0, 0)), truth[e.sop_uid].liver_mask)
+    else:
+        result = analyze_study(study, model, settings)
     manual_stage = record.row.get("manual_stage", "")
     spacing = {e.sop_uid: e.pixel_spacing_mm for e in study.series.slices}
     scores = []
@@ -56,7 +74,7 @@ def score_patient(record: PatientRecord, model: LoadedModel, settings: Settings)
         safety = roi_safety(s.roi, t.liver_mask, spacing[s.sop_uid])
         scores.append(SliceScore(record.patient_id, s.sop_uid, manual_stage, dice(s.roi, t.expert_roi),
                                  iou(s.roi, t.expert_roi), safety.outside_liver_fraction, safety.near_edge_fraction,
-                                 safety.empty))
+                                 safety.empty, liver_dice.get(s.sop_uid, math.nan)))
     row = {
         "patient_id": record.patient_id, "split": record.split, "manual_kpa": float(record.row["manual_kpa"] or "nan"),
         "auto_kpa": result.stiffness_kpa, "manual_stage": manual_stage,
@@ -88,6 +106,14 @@ def segmentation_summary(slices: pd.DataFrame, seed: int = 0) -> dict:
         if len(part):
             summary[s.label] = block(part)
     return summary
+
+
+def liver_summary(slices: pd.DataFrame, seed: int = 0) -> dict:
+    """Liver Dice (``liver_dice`` per slice) mean over slices, with a patient-bootstrap 95 % CI."""
+    per_patient = slices.groupby("patient_id")["liver_dice"].agg(["sum", "count"]).to_numpy()
+    lo, hi = bootstrap_ci(per_patient, lambda p: p[:, 0].sum() / p[:, 1].sum(), n_boot=1000, seed=seed)
+    return {"n_slices": int(len(slices)), "n_patients": int(slices["patient_id"].nunique()),
+            "dice": {"mean": float(slices["liver_dice"].mean()), "ci_low": lo, "ci_high": hi}}
 
 
 def paired_dice_difference(main: pd.DataFrame, base: pd.DataFrame, seed: int = 0) -> dict:
@@ -142,9 +168,13 @@ def evaluate(data_dir: Path, settings: Settings, splits: tuple[str, ...] = ("tra
              max_patients: int = 0, model: LoadedModel | None = None, show_progress: bool = True) -> dict:
     """Metrics per split for the model named in ``settings``; also returns the per-patient/slice tables."""
     model = model or load_model(settings.weights_dir, settings.model_name, settings.device)
+    liver = has_liver_output(model)
     out: dict = {"model": model.version, "arch": model.config.arch, "device": str(model.device), "splits": {},
                  "postprocess": {"threshold": settings.mask_threshold or model.config.threshold,
                                  "min_component_area_mm2": settings.min_component_area_mm2}}
+    if liver:
+        out["outputs"] = list(model.config.outputs)
+        out["postprocess"]["liver_margin_mm"] = settings.liver_margin_mm
     for split in splits:
         records = cohort_records(data_dir, split)
         if max_patients:
@@ -154,7 +184,7 @@ def evaluate(data_dir: Path, settings: Settings, splits: tuple[str, ...] = ("tra
         slice_rows, patient_rows = [], []
         for rec in tqdm(records, desc=f"evaluate {split}", unit="patient", disable=not show_progress):
             scores, row = score_patient(rec, model, settings)
-            slice_rows += [asdict(s) for s in scores]
+            slice_rows += [_slice_row(s, liver) for s in scores]
             patient_rows.append(row)
         slices, patients = pd.DataFrame(slice_rows), pd.DataFrame(patient_rows)
         out["splits"][split] = {
@@ -165,7 +195,17 @@ def evaluate(data_dir: Path, settings: Settings, splits: tuple[str, ...] = ("tra
             "median_runtime_s": float(patients["runtime_s"].median()),
             "_patients": patients, "_slices": slices,
         }
+        if liver:
+            out["splits"][split]["liver_segmentation"] = liver_summary(slices)
     return out
+
+
+def _slice_row(score: SliceScore, liver: bool) -> dict:
+    """A slice table row; ``liver_dice`` only for a model with a liver output (single-output tables unchanged)."""
+    row = asdict(score)
+    if not liver:
+        row.pop("liver_dice")
+    return row
 
 
 def configure_parser(p: argparse.ArgumentParser) -> None:
@@ -193,4 +233,7 @@ def run_cli(args: argparse.Namespace) -> int:
               f"r {st['pearson']['r']:.3f}  ICC {st['icc']['value']:.3f}  kappa {st['kappa_linear']:.3f}  "
               f"ROI outside liver {safe['outside_liver_mean']:.3f} (slices >10 %: {safe['slices_over_10pct_outside']})  "
               f"F2 false positives {safe['f2_false_positives']}/{safe['f2_negatives']}")
+        if "liver_segmentation" in block:
+            liver = block["liver_segmentation"]["dice"]
+            print(f"{split}: liver Dice {liver['mean']:.4f} [{liver['ci_low']:.4f}, {liver['ci_high']:.4f}]")
     return 0

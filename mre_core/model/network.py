@@ -23,6 +23,10 @@ from torch import nn
 from mre_core.analysis.preprocess import InputSpec
 
 ARCHITECTURES = ("unet_resnext50", "unet_plain")
+#: What a network's output channels can be: the expert ROI (always channel 0) and the liver itself.
+OUTPUT_NAMES = ("roi", "liver")
+#: The segmentation head's tensors (smp U-Net, plain U-Net): one output channel per entry of ``outputs``.
+HEAD_KEYS = ("segmentation_head.0.weight", "segmentation_head.0.bias", "head.weight", "head.bias")
 
 
 class WeightsError(RuntimeError):
@@ -41,6 +45,9 @@ class ModelConfig:
     threshold: probability above which a pixel is ROI.
     plain_base_channels: width of the first level of the plain U-Net.
     card: free-form model-card fields (intended use, training data, metrics, date...).
+    outputs: the output channels in order (:data:`OUTPUT_NAMES`): ``"roi"`` (the expert ROI) first, optionally
+        ``"liver"`` (the whole liver, used to keep the ROI inside one liver region). A JSON without the key is
+        a single-output ROI model.
     """
 
     name: str = "unet_resnext50_32x4d"
@@ -49,10 +56,15 @@ class ModelConfig:
     threshold: float = 0.5
     plain_base_channels: int = 32
     card: dict[str, Any] = field(default_factory=dict)
+    outputs: tuple[str, ...] = ("roi",)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "outputs", check_outputs(self.outputs))
 
     def to_json(self) -> dict[str, Any]:
         d = asdict(self)
         d["input"]["channels"] = list(self.input.channels)
+        d["outputs"] = list(self.outputs)
         return d
 
     @classmethod
@@ -66,13 +78,28 @@ class ModelConfig:
             threshold=float(d.get("threshold", 0.5)),
             plain_base_channels=int(d.get("plain_base_channels", 32)),
             card=dict(d.get("card", {})),
+            outputs=tuple(d.get("outputs", ("roi",))),
         )
+
+
+def check_outputs(outputs: tuple[str, ...] | list[str]) -> tuple[str, ...]:
+    """``outputs`` as a tuple, after checking it: known names, no repeats, ``"roi"`` first.
+
+    >>> check_outputs(["roi", "liver"])
+    ('roi', 'liver')
+    """
+    out = tuple(str(o) for o in outputs)
+    unknown = [o for o in out if o not in OUTPUT_NAMES]
+    if unknown or not out or out[0] != "roi" or len(set(out)) != len(out):
+        raise ValueError(f"model outputs must start with 'roi' and name each of {OUTPUT_NAMES} at most once, "
+                         f"got {out}")
+    return out
 
 
 class PlainUNet(nn.Module):
     """The classic U-Net (Ronneberger 2015) without a pretrained encoder: the paper's baseline."""
 
-    def __init__(self, in_channels: int = 3, base: int = 32, depth: int = 4) -> None:
+    def __init__(self, in_channels: int = 3, base: int = 32, depth: int = 4, classes: int = 1) -> None:
         super().__init__()
         widths = [base * 2**i for i in range(depth + 1)]
         self.down = nn.ModuleList()
@@ -86,7 +113,7 @@ class PlainUNet(nn.Module):
             self.up.append(nn.ConvTranspose2d(prev, w, kernel_size=2, stride=2))
             self.fuse.append(_double_conv(2 * w, w))
             prev = w
-        self.head = nn.Conv2d(prev, 1, kernel_size=1)
+        self.head = nn.Conv2d(prev, classes, kernel_size=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         skips = []
@@ -111,13 +138,29 @@ def _double_conv(cin: int, cout: int) -> nn.Sequential:
 
 
 def build_model(config: ModelConfig) -> nn.Module:
-    """A freshly initialised network for ``config.arch`` (never downloads anything)."""
-    channels = len(config.input.channels)
+    """A freshly initialised network for ``config.arch`` (never downloads anything), one output channel per
+    entry of ``config.outputs``."""
+    channels, classes = len(config.input.channels), len(config.outputs)
     if config.arch == "unet_resnext50":
-        return smp.Unet("resnext50_32x4d", encoder_weights=None, in_channels=channels, classes=1)
+        return smp.Unet("resnext50_32x4d", encoder_weights=None, in_channels=channels, classes=classes)
     if config.arch == "unet_plain":
-        return PlainUNet(in_channels=channels, base=config.plain_base_channels)
+        return PlainUNet(in_channels=channels, base=config.plain_base_channels, classes=classes)
     raise ValueError(f"unknown architecture {config.arch!r}; choose one of {ARCHITECTURES}")
+
+
+def adapt_head(state: dict[str, torch.Tensor], old_outputs: tuple[str, ...],
+               new_outputs: tuple[str, ...]) -> dict[str, torch.Tensor]:
+    """A state dict of a network with ``old_outputs`` made to fit one with ``new_outputs`` (for fine-tuning).
+
+    Only the segmentation head (:data:`HEAD_KEYS`) changes: each new channel takes the weights of the old
+    channel of the same name, or of the ROI channel when the old network had no such output, so a liver
+    channel added to a single-output model starts as a copy of the ROI detector. Everything else is kept as is.
+    """
+    old_outputs, new_outputs = check_outputs(old_outputs), check_outputs(new_outputs)
+    if old_outputs == new_outputs:
+        return state
+    source = torch.tensor([old_outputs.index(n) if n in old_outputs else 0 for n in new_outputs])
+    return {k: v.index_select(0, source.to(v.device)).clone() if k in HEAD_KEYS else v for k, v in state.items()}
 
 
 def pick_device(preference: str = "auto") -> torch.device:

@@ -15,6 +15,12 @@ teach the network livers that never occur. ``--augment`` replaces this basic set
 :class:`mre_core.model.augment.Augmenter` (also gamma, blur, noise and elastic deformation), applied to
 training batches only, drawn from ``numpy.random.default_rng([seed, epoch, step])`` so a run is
 reproducible and a resumed run sees the same batches.
+
+Two outputs (``--outputs roi,liver``): the network also learns the truth liver mask (target channel 1), so the
+product can keep the ROI inside one liver region. The loss is the sum of the per-channel losses
+(:data:`OUTPUT_LOSS_WEIGHTS`); the best epoch is still picked by the ROI channel's validation Dice, and the
+liver channel's Dice is logged as ``val_dice_liver``. ``--init-weights`` from a single-output model copies its
+ROI head into every new channel (:func:`~mre_core.model.network.adapt_head`).
 """
 
 from __future__ import annotations
@@ -37,7 +43,10 @@ from tqdm import tqdm
 from mre_core.analysis.preprocess import InputSpec
 from mre_core.config import Settings
 from mre_core.model.dataset import ArrayDataset, cached_arrays, cohort_records, patient_split
-from mre_core.model.network import ModelConfig, build_model, pick_device, save_weights
+from mre_core.model.network import ModelConfig, adapt_head, build_model, check_outputs, pick_device, save_weights
+
+#: Weight of each output's loss in the sum (two-output training).
+OUTPUT_LOSS_WEIGHTS = {"roi": 1.0, "liver": 1.0}
 
 
 @dataclass(frozen=True)
@@ -63,6 +72,7 @@ class TrainConfig:
     loss: str = "bce"  #: "bce" (the paper) or "bce_dice" (BCE + soft Dice: faster convergence on a small budget)
     init_weights: str = ""  #: "" = from scratch; else "<weights dir>/<name>" to fine-tune from (its SHA-256 is recorded)
     lr_schedule: str = "constant"  #: "constant" (the paper) or "cosine" (lr x 0.5(1 + cos(pi epoch / epochs)))
+    outputs: tuple[str, ...] = ("roi",)  #: network outputs: ("roi",) or ("roi", "liver") (target channels in order)
 
 
 def set_seed(seed: int) -> None:
@@ -101,6 +111,19 @@ def segmentation_loss(logits: torch.Tensor, target: torch.Tensor, kind: str) -> 
     raise ValueError(f"unknown loss {kind!r}; choose bce or bce_dice")
 
 
+def outputs_loss(logits: torch.Tensor, target: torch.Tensor, kind: str,
+                 outputs: tuple[str, ...] = ("roi",)) -> torch.Tensor:
+    """:func:`segmentation_loss` per output channel, weighted by :data:`OUTPUT_LOSS_WEIGHTS` and summed
+    (one channel: exactly :func:`segmentation_loss`)."""
+    if logits.shape[1] == 1:
+        return segmentation_loss(logits, target, kind)
+    if logits.shape[1] != len(outputs) or target.shape[1] != len(outputs):
+        raise ValueError(f"logits {tuple(logits.shape)} / targets {tuple(target.shape)} do not have one channel per "
+                         f"output {outputs}")
+    return sum(OUTPUT_LOSS_WEIGHTS[name] * segmentation_loss(logits[:, c:c + 1], target[:, c:c + 1], kind)
+               for c, name in enumerate(outputs))
+
+
 def epoch_lr(cfg: TrainConfig, epoch: int) -> float:
     """Learning rate for a 0-based epoch; recomputed from the epoch index, so a resumed run continues the schedule.
 
@@ -132,18 +155,36 @@ def dice_per_slice(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
 
 def validate(net: torch.nn.Module, data: ArrayDataset, device: torch.device, micro_batch: int) -> tuple[float, float]:
-    """Mean BCE loss and mean per-slice Dice on a dataset."""
+    """Mean BCE loss and mean per-slice Dice of the ROI (channel 0) on a dataset."""
+    scores = validate_outputs(net, data, device, micro_batch)
+    return scores["val_loss"], scores["val_dice"]
+
+
+def validate_outputs(net: torch.nn.Module, data: ArrayDataset, device: torch.device, micro_batch: int,
+                     outputs: tuple[str, ...] = ("roi",)) -> dict[str, float]:
+    """``val_loss`` (BCE, summed over output channels), ``val_dice`` (the ROI channel's mean per-slice Dice) and,
+    per further output, ``val_dice_<name>``."""
     net.eval()
-    losses, dices = [], []
+    losses: list[float] = []
+    dices: list[list[torch.Tensor]] = [[] for _ in outputs]
     with torch.inference_mode():
         for i in range(0, len(data), micro_batch):
             x = torch.from_numpy(data.inputs[i:i + micro_batch].astype(np.float32)).to(device)
             y = torch.from_numpy(data.targets[i:i + micro_batch].astype(np.float32)).to(device)
             logits = net(x)
-            losses.append(F.binary_cross_entropy_with_logits(logits, y).item() * len(x))
-            dices.append(dice_per_slice(logits, y).cpu())
+            if logits.shape[1] == 1:
+                losses.append(F.binary_cross_entropy_with_logits(logits, y).item() * len(x))
+                dices[0].append(dice_per_slice(logits, y).cpu())
+                continue
+            losses.append(sum(F.binary_cross_entropy_with_logits(logits[:, c:c + 1], y[:, c:c + 1]).item()
+                              for c in range(logits.shape[1])) * len(x))
+            for c in range(len(outputs)):
+                dices[c].append(dice_per_slice(logits[:, c:c + 1], y[:, c:c + 1]).cpu())
     net.train()
-    return float(sum(losses) / max(len(data), 1)), float(torch.cat(dices).mean()) if dices else math.nan
+    mean = lambda parts: float(torch.cat(parts).mean()) if parts else math.nan  # noqa: E731
+    out = {"val_loss": float(sum(losses) / max(len(data), 1)), "val_dice": mean(dices[0])}
+    out.update({f"val_dice_{name}": mean(dices[c]) for c, name in enumerate(outputs) if c > 0})
+    return out
 
 
 def full_augment(x: torch.Tensor, y: torch.Tensor, seed: int, epoch: int,
@@ -185,7 +226,7 @@ def train_epoch(net, opt, data: ArrayDataset, cfg: TrainConfig, device, gen: tor
         x, y = x.to(device), y.to(device)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.bf16):
             logits = net(x)
-        loss = segmentation_loss(logits.float(), y, cfg.loss)
+        loss = outputs_loss(logits.float(), y, cfg.loss, cfg.outputs)
         (loss / accum).backward()
         if (step + 1) % accum == 0 or i + cfg.micro_batch >= len(order):
             opt.step()
@@ -220,7 +261,8 @@ def load_data(data_dir: Path | list[Path], cfg: TrainConfig, out: Path,
         tr, va = patient_split(patients, cfg.val_fraction, cfg.seed)
         tag = "" if k == 0 else f"_{k}"
         for part, records, name in ((parts[0], tr, "train"), (parts[1], va, "val")):
-            data = cached_arrays(records, spec, settings, out / f"cache_{name}_{cfg.input_size}{tag}.npz")
+            data = cached_arrays(records, spec, settings, out / f"cache_{name}_{cfg.input_size}{tag}.npz",
+                                 cfg.outputs)
             if len(folders) > 1:  # phantom patient IDs restart at P0000 in every cohort: name them by folder
                 data = replace(data, patient_ids=tuple(f"{k}:{i}" for i in data.patient_ids))
             part.append(data)
@@ -239,7 +281,9 @@ def initial_state(cfg: TrainConfig, model_cfg: ModelConfig) -> tuple[dict | None
     """Weights to fine-tune from (``cfg.init_weights`` = "<dir>/<name>") and their version; (None, "") = scratch.
 
     The checkpoint's checksum is verified (:func:`~mre_core.model.network.load_model`) and its architecture
-    and input must match the run's, or training would silently start from a different network."""
+    and input must match the run's, or training would silently start from a different network. When its
+    outputs differ from the run's, the segmentation head is adapted (:func:`~mre_core.model.network.adapt_head`:
+    a new output starts as a copy of the ROI channel)."""
     if not cfg.init_weights:
         return None, ""
     from mre_core.model.network import load_model
@@ -250,7 +294,7 @@ def initial_state(cfg: TrainConfig, model_cfg: ModelConfig) -> tuple[dict | None
         raise ValueError(f"{cfg.init_weights}: architecture {loaded.config.arch} / channels "
                          f"{loaded.config.input.channels} differ from this run's {model_cfg.arch} / "
                          f"{model_cfg.input.channels}")
-    return loaded.net.state_dict(), loaded.version
+    return adapt_head(loaded.net.state_dict(), loaded.config.outputs, model_cfg.outputs), loaded.version
 
 
 def train(data_dir: Path | list[Path], out: Path, cfg: TrainConfig, settings: Settings, export: Path | None = None,
@@ -281,8 +325,13 @@ def fit(train_data: ArrayDataset, val_data: ArrayDataset, out: Path, cfg: TrainC
     out.mkdir(parents=True, exist_ok=True)
     set_seed(cfg.seed)
     device = pick_device(settings.device)
+    outputs = check_outputs(cfg.outputs)
+    for part, data in (("training", train_data), ("validation", val_data)):
+        if data.targets.ndim != 4 or data.targets.shape[1] != len(outputs):
+            raise ValueError(f"{part} targets have shape {data.targets.shape}, the run's outputs {outputs} need "
+                             f"[N, {len(outputs)}, S, S]: build the arrays with the same outputs")
     model_cfg = ModelConfig(name=name, arch=cfg.arch, input=InputSpec(size=cfg.input_size),
-                            plain_base_channels=cfg.plain_base_channels)
+                            plain_base_channels=cfg.plain_base_channels, outputs=outputs)
     net = build_model(model_cfg)
     init_state, init_version = initial_state(cfg, model_cfg)
     if init_state is not None:
@@ -307,10 +356,11 @@ def fit(train_data: ArrayDataset, val_data: ArrayDataset, out: Path, cfg: TrainC
         with tqdm(total=len(train_data), desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="slice",
                   disable=not show_progress) as bar:
             train_loss = train_epoch(net, opt, train_data, cfg, device, gen, bar, epoch, step_cb, should_stop)
-            val_loss, val_dice = validate(net, val_data, device, cfg.micro_batch)
+            scores = validate_outputs(net, val_data, device, cfg.micro_batch, outputs)
+            val_loss, val_dice = scores.pop("val_loss"), scores.pop("val_dice")
             bar.set_postfix(loss=f"{train_loss:.4f}", val_dice=f"{val_dice:.4f}")
         row = {"epoch": epoch + 1, "lr": epoch_lr(cfg, epoch), "train_loss": train_loss, "val_loss": val_loss,
-               "val_dice": val_dice, "seconds": time.perf_counter() - t0}
+               "val_dice": val_dice, **scores, "seconds": time.perf_counter() - t0}
         log.append(row)
         _write_log(out / "log.csv", log)
         if val_dice > best:
@@ -378,6 +428,9 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
                    help="fine-tune from these weights (e.g. weights/unet_resnext50_32x4d) instead of from scratch")
     p.add_argument("--out", type=Path, help="run folder: checkpoint.pt, log.csv, caches (with --data)")
     p.add_argument("--arch", choices=("unet_resnext50", "unet_plain"), default=d.arch)
+    p.add_argument("--outputs", type=parse_outputs, default=d.outputs, metavar="roi[,liver]",
+                   help="network outputs: roi (default) or roi,liver (also learn the liver, to keep the ROI "
+                        "inside one liver region)")
     p.add_argument("--export", type=Path, help="weights folder to write the best model into (e.g. weights/)")
     p.add_argument("--name", default=None, help="model file name (default by arch)")
     p.add_argument("--resume", action="store_true", help="continue from <out>/checkpoint.pt")
@@ -396,6 +449,18 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
                    help="fuller augmentation (mre_core.model.augment: intensity, gamma, blur, noise, elastic, "
                         "rotation/zoom; no flips) instead of the basic set; --no-augment still turns all off")
     p.add_argument("--bf16", action="store_true", help="bfloat16 autocast (fast on CPUs with AVX512-BF16/AMX)")
+
+
+def parse_outputs(text: str) -> tuple[str, ...]:
+    """``"roi,liver"`` → ``("roi", "liver")`` (checked: known names, ROI first).
+
+    >>> parse_outputs("roi, liver")
+    ('roi', 'liver')
+    """
+    try:
+        return check_outputs([part.strip() for part in text.split(",") if part.strip()])
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def run_from_store(args: argparse.Namespace) -> int:
@@ -443,7 +508,7 @@ def run_cli(args: argparse.Namespace) -> int:
                       augment=not args.no_augment, augment_style="full" if args.augment else "basic",
                       bf16=args.bf16, plain_base_channels=args.plain_base_channels,
                       max_patients=args.max_patients, loss=args.loss,
-                      lr_schedule=args.lr_schedule, init_weights=args.init_weights)
+                      lr_schedule=args.lr_schedule, init_weights=args.init_weights, outputs=args.outputs)
     if args.search:
         best = search(args.data, args.out / "search", cfg, settings, args.search, args.trial_epochs)
         cfg = replace(cfg, **best["best_params"])
