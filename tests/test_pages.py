@@ -122,6 +122,25 @@ def test_upload_phantom_shows_stage_and_kpa_then_saves_revisions(env: str, phant
     assert any("Saved before" in i.value and "revision 2" in i.value for i in again.info)
 
 
+def test_the_same_files_in_a_new_session_come_from_the_analysis_cache_and_the_page_says_so(
+        env: str, phantom: Path, weights_dir: Path) -> None:
+    from mre_core.app.analysis_cache import CACHE
+
+    CACHE.clear()
+    expected = _expected(phantom, weights_dir)
+    first = _upload(_app(), study_files(phantom))
+    assert any("for the upload" in m.value for m in first.markdown)
+    assert not any("analysis cache" in m.value for m in first.markdown)
+    again = _upload(_app(), study_files(phantom))  # another browser session, the same bytes, settings and model
+    assert any("analysis cache" in m.value and "analysed the same files" in m.value for m in again.markdown)
+    assert _metric(again, "Liver stiffness") == f"{expected.stiffness_kpa:.2f} kPa"
+    changed = study_files(phantom)
+    name, data, mime = changed[0]
+    other = _upload(_app(), [(name, data + b"\0", mime), *changed[1:]])  # one file's bytes differ: analysed anew
+    assert _metric(other, "Liver stiffness").endswith("kPa")
+    assert not any("analysis cache" in m.value for m in other.markdown)
+
+
 def test_bad_file_gives_an_error_naming_it(env: str) -> None:
     at = _upload(_app(), [("notes.txt", b"this is not DICOM", "text/plain")])
     errors = " ".join(e.value for e in at.error)

@@ -12,6 +12,7 @@ by a lock because one torch module is not safe to drive from two threads at once
 
 from __future__ import annotations
 
+import os
 import tempfile
 import threading
 from pathlib import Path
@@ -130,7 +131,13 @@ def get_inbox(settings: Settings) -> Any:
 
 @st.cache_resource(show_spinner=False)
 def demo_root() -> str:
-    """A folder for demo studies and cohorts, kept while the server runs."""
+    """A folder for demo studies and cohorts, kept while the server runs: ``MRE_DEMO_DIR`` when set (``make run``
+    sets it and writes the demo files there in the background: :mod:`mre_core.app.demo_files`), else a new
+    temporary folder."""
+    given = os.environ.get("MRE_DEMO_DIR")
+    if given:
+        Path(given).mkdir(parents=True, exist_ok=True)
+        return given
     return tempfile.mkdtemp(prefix="mre_demo_")
 
 

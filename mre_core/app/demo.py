@@ -1,7 +1,7 @@
 """Demo data for the app: a phantom study to review and a phantom cohort with manual values.
 
 Both come from :mod:`mre_core.phantom.cohort` (synthetic DICOM with known truth), written to a
-folder the caller chooses, then go through the same reader and pipeline as real uploads.
+folder the caller chooses (:mod:`.demo_files`: once, under a lock), then go through the same reader and pipeline as real uploads.
 :func:`analyze_cohort` analyses a cohort folder patient by patient (with a progress
 callback) and saves each study to the results store with the phantom's manual value, so
 the cohort page has something to show on a fresh install.
@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mre_core.analysis.pipeline import StudyResult
+from mre_core.app.demo_files import DEMO_PATIENTS, demo_cohort, demo_study
 from mre_core.config import Settings
 from mre_core.io.elastogram import SkippedFile
 from mre_core.model.network import LoadedModel
@@ -23,30 +24,6 @@ from mre_core.store.results import Store
 from mre_core.workflow.batch import analyze_sources
 
 DEMO_DATASET = "demo cohort"
-DEMO_PATIENTS = 24  #: default size; 60 is the paper-like size (slower on CPU)
-
-
-def demo_study(root: Path, seed: int = 0) -> Path:
-    """A 5-slice phantom study under ``root`` (written once per seed); returns its DICOM folder."""
-    from mre_core.phantom.cohort import write_demo_study
-
-    folder = Path(root) / f"demo_study_{seed}"
-    marker = folder / ".dicom_folder"
-    if marker.is_file() and Path(marker.read_text()).is_dir():
-        return Path(marker.read_text())
-    dicom = Path(write_demo_study(folder, seed=seed))
-    marker.write_text(str(dicom))
-    return dicom
-
-
-def demo_cohort(root: Path, n_patients: int = DEMO_PATIENTS, seed: int = 7, workers: int = 1) -> Path:
-    """A phantom cohort folder (``cohort.csv``, ``dicom/<patient>/…``) under ``root``, written once."""
-    from mre_core.phantom.cohort import generate_cohort
-
-    folder = Path(root) / f"demo_cohort_{n_patients}_{seed}"
-    if not (folder / "cohort.csv").is_file():
-        generate_cohort(folder, n_patients=n_patients, seed=seed, progress=False, workers=workers)
-    return folder
 
 
 def manual_values(cohort_dir: Path) -> dict[str, float]:

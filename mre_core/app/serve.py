@@ -6,7 +6,9 @@ The same as ``streamlit run app.py [options]`` (``.streamlit/config.toml`` appli
   the server would be bound beyond loopback with no way to sign in (no OIDC provider in the secrets and no
   active local account in the store): :func:`startup_refusal`;
 * the heavy modules are imported and frozen first (:func:`mre_core.app.warm.warm_up`), in the server's own
-  process, so the first reader after a restart does not wait for them.
+  process, so the first reader after a restart does not wait for them;
+* unless ``MRE_DEMO_DIR`` is set, it gives the server a demo folder and writes the demo study and cohort
+  into it in a separate lowest-priority process (:func:`mre_core.app.demo_files.start_preparing`).
 
 ``make run`` uses it. The address is read as Streamlit reads it (:func:`server_address`): the command line
 (``--server.address X``), else ``STREAMLIT_SERVER_ADDRESS``, else the last ``[server] address`` of the config
@@ -124,6 +126,15 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     from mre_core.app.warm import warm_up
 
+    if not os.environ.get("MRE_DEMO_DIR"):
+        import tempfile
+
+        from mre_core.app.demo_files import start_preparing
+
+        os.environ["MRE_DEMO_DIR"] = tempfile.mkdtemp(prefix="mre_demo_")
+        start_preparing(Path(os.environ["MRE_DEMO_DIR"]))
+        print(f"MRE Liver Review: writing the demo study and cohort in the background to {os.environ['MRE_DEMO_DIR']}",
+              flush=True)
     seconds = warm_up()
     print(f"MRE Liver Review: modules loaded in {seconds:.1f} s; starting the server", flush=True)
     from streamlit.web import cli
