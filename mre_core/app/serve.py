@@ -18,7 +18,9 @@ files ``~/.streamlit/config.toml``, ``./.streamlit/config.toml`` and the app fol
 
 from __future__ import annotations
 
+import atexit
 import os
+import subprocess
 import sys
 import tomllib
 from collections.abc import Mapping, Sequence
@@ -118,6 +120,16 @@ def _has_local_accounts(secrets: Mapping[str, Any], environ: Mapping[str, str]) 
         store.dispose()
 
 
+def _stop(child: subprocess.Popen) -> None:
+    """At exit: a demo preparation still running stops with the server (it writes into the server's folder)."""
+    if child.poll() is None:
+        child.terminate()
+        try:
+            child.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            child.kill()
+
+
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     refused = startup_refusal(args)
@@ -132,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
         from mre_core.app.demo_files import start_preparing
 
         os.environ["MRE_DEMO_DIR"] = tempfile.mkdtemp(prefix="mre_demo_")
-        start_preparing(Path(os.environ["MRE_DEMO_DIR"]))
+        atexit.register(_stop, start_preparing(Path(os.environ["MRE_DEMO_DIR"])))
         print(f"MRE Liver Review: writing the demo study and cohort in the background to {os.environ['MRE_DEMO_DIR']}",
               flush=True)
     seconds = warm_up()
