@@ -41,7 +41,7 @@ from mre_core.app.auth import audit_view
 from mre_core.app.context import get_store
 from mre_core.app.exports import slice_label_map
 from mre_core.app.review_state import MAX_GROW_PX, ReviewableStudy, ReviewEdits
-from mre_core.app.review_status import ReviewStatus, fmt
+from mre_core.app.review_status import ReviewStatus, fmt, table_text
 from mre_core.config import Settings
 from mre_core.store.results import AlreadySignedOff, StoreError
 
@@ -304,8 +304,8 @@ def study_summary(auto: StudyResult, reviewed: StudyResult, edits: ReviewEdits, 
     _provenance(auto, read_s, analyse_s, from_cache)
     table = reviewed.settings.staging
     with st.expander(f"Staging table used: {table.title}"):
-        st.table(pd.DataFrame([{"stage": c_.stage.label, "from (kPa)": c_.lower_kpa, "source": c_.source}
-                               for c_ in table.cutoffs]).set_index("stage"))
+        st.table(table_text(pd.DataFrame([{"stage": c_.stage.label, "from (kPa)": c_.lower_kpa, "source": c_.source}
+                                          for c_ in table.cutoffs])), hide_index=True)
         st.caption("Below the F1 bound: F0. Edit the table on the *Model & settings* page.")
 
 

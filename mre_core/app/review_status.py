@@ -30,6 +30,8 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
+import pandas as pd
+
 
 class RevisionKind(str, Enum):
     """The kind of a saved revision (the values of :data:`mre_core.store.results.KINDS`)."""
@@ -88,6 +90,24 @@ def fmt(x: float | None, unit: str = "", digits: int = 2) -> str:
     if x is None or not math.isfinite(x):
         return "—"
     return f"{x:.{digits}f}{(' ' + unit) if unit else ''}"
+
+
+def table_text(frame: Any, digits: Mapping[str, int] | None = None) -> Any:
+    """A small table for ``st.table`` (static HTML, no data-grid script): every cell as text, floats with the
+    column's ``digits`` (default 2, via :func:`fmt`), missing values as "—".
+
+    >>> table_text(pd.DataFrame({"slice": [1], "z (mm)": [48.1], "mean kPa": [1.8], "QC": ["ok"]}),
+    ...            {"z (mm)": 1}).values.tolist()
+    [['1', '48.1', '1.80', 'ok']]
+    """
+    digits = dict(digits or {})
+
+    def cell(x: Any, col: str) -> str:
+        if isinstance(x, float):
+            return fmt(x, "", digits.get(col, 2))
+        return "—" if x is None else str(x)
+
+    return pd.DataFrame({c: [cell(x, c) for x in frame[c].tolist()] for c in frame.columns}, index=frame.index)
 
 
 def review_state(status: ReviewStatus) -> ReviewState:
@@ -231,6 +251,6 @@ def saved_before_message(n_revisions: int, last: Mapping[str, Any], shown: int |
 
 
 __all__ = ["ReviewState", "ReviewStatus", "RevisionKind", "after_save", "after_sign_off", "can_save",
-           "can_sign_off", "fmt", "review_state", "save_failed_message", "save_kind", "saved_before_message",
+           "can_sign_off", "fmt", "review_state", "table_text", "save_failed_message", "save_kind", "saved_before_message",
            "saved_message", "session_caption", "sign_off_failed_message", "signed_off_message", "sr_help",
            "status_label", "stiffness_delta", "unsaved_review_caption", "verifying_observer"]

@@ -22,7 +22,7 @@ from mre_core.analysis.pipeline import StudyResult
 from mre_core.analysis.stiffness import SliceResult
 from mre_core.app import roi_drawing
 from mre_core.app.figures import elastogram_figure
-from mre_core.app.review_status import fmt
+from mre_core.app.review_status import fmt, table_text
 from mre_core.app.slice_image import ViewerLayers, show_slice_image
 from mre_core.outputs.tables import slice_numbers, superior_to_inferior
 
@@ -151,7 +151,7 @@ def slice_rows(reviewed: StudyResult) -> list[dict[str, Any]]:
 def show_slice_table(box: DeltaGenerator, reviewed: StudyResult, view: ViewOptions) -> None:
     """The *All slices (table)* expander, open unless the slices are side by side."""
     with box.expander("All slices (table)", expanded=not view.side_by_side):
-        st.table(pd.DataFrame(slice_rows(reviewed)).set_index("slice"))
+        st.table(table_text(pd.DataFrame(slice_rows(reviewed)), {"z (mm)": 1, "ROI cm²": 1}), hide_index=True)
 
 
 __all__ = ["ONE_AT_A_TIME", "SIDE_BY_SIDE", "ViewOptions", "show_slice_table", "show_slices", "slice_boxes",

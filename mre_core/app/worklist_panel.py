@@ -28,6 +28,7 @@ from mre_core.app.analysis_cache import CACHE, cache_key
 from mre_core.app.context import demo_root, get_inbox, get_model, inference_lock, model_missing_message
 from mre_core.app.demo import demo_study
 from mre_core.app.review_state import ReviewableStudy, ReviewBatch, analyze_sources_for_review, skipped_summary
+from mre_core.app.review_status import table_text
 from mre_core.config import Settings
 from mre_core.model.network import WeightsError
 from mre_core.store.results import StoreError
@@ -200,7 +201,7 @@ def show_left_out(batch: ReviewBatch) -> bool:
     n_files = sum(s.n_files for s in batch.skipped)
     with st.expander(f"{len(batch.skipped)} series or file(s) left out ({n_files} files: other series of the exam, "
                      "or unreadable) — the rule and reason for each", icon=":material/report:"):
-        st.table(skipped.set_index(skipped.columns[0]) if len(skipped.columns) else skipped)
+        st.table(table_text(skipped), hide_index=True)
     return True
 
 
