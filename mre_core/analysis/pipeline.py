@@ -176,7 +176,7 @@ def analyze_study_keeping_maps(study: StudyInput, model: LoadedModel, settings: 
     native = tuple({name: to_native_grid(m[i], e.shape).astype(np.float32) for name, m in maps.items()}
                    for i, e in enumerate(slices))
     for e, m in zip(slices, native):
-        if "liver" in m:
+        if "liver" in m and settings.roi_guardrails:  # guardrails off: the network's own ROI, as for any model
             m["liver_region"] = slice_liver_region(e, m["liver"], settings)
     threshold = settings.mask_threshold if settings.mask_threshold is not None else model.config.threshold
     results = [slice_result(e, roi_probability(m), threshold, settings) for e, m in zip(slices, native)]

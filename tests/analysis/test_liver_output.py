@@ -102,6 +102,15 @@ def test_the_same_roi_output_without_a_liver_output_is_not_cut() -> None:
     assert np.array_equal(s.roi, _expected(slice(10, 50), slice(6, 40)))
 
 
+def test_with_the_guardrails_off_a_liver_model_shows_its_own_roi_uncut() -> None:
+    logits = np.stack([np.stack([_roi_logits(), _two_piece_liver()])])
+    model = _model(logits, ("roi", "liver"))
+    cut = analyze_study(_study(1), model, Settings(device="cpu")).slices[0]
+    raw = analyze_study(_study(1), model, Settings(device="cpu", roi_guardrails=False)).slices[0]
+    assert np.array_equal(raw.roi, _expected(slice(10, 50), slice(6, 40)))  # the network's ROI ∩ confidence
+    assert cut.roi.sum() < raw.roi.sum()
+
+
 def test_no_liver_gives_an_empty_roi_flagged_and_left_out() -> None:
     tiny_liver = np.full((S, S), OFF, np.float32)
     tiny_liver[20:26, 10:16] = ON  # 36 px = 144 mm² < the 300 mm² minimum piece
