@@ -12,6 +12,10 @@ nnU-Net's ``read_images`` docstring):
 * ``pixel_spacing_mm`` is ``(row spacing, column spacing)`` in mm, from PixelSpacing.
 * Slices of an :class:`ElastogramSeries` are sorted by ``position_mm`` (along the
   slice normal), ties broken by InstanceNumber.
+* ``Elastogram.magnitude`` is float32 ``[rows, cols]`` on the elastogram's grid: the magnitude image
+  of the same slice (rescaled stored values), or None when the study has none at the analysed
+  slice positions (``ElastogramSeries.magnitude_rule`` says which and why). It is anatomy for the
+  reader and later models; no stiffness value or confidence region is computed from it.
 """
 
 from __future__ import annotations
@@ -76,6 +80,14 @@ class Elastogram:
         The pydicom header (no pixel data) of the source instance, kept opaque so that
         ``mre_core.outputs.tables`` can build a DICOM SEG referencing it. Downstream code must not
         read it for computation.
+    magnitude : float32 [rows, cols] or None
+        The magnitude image of the same slice (same position and frame of reference) on this
+        slice's grid: the paired magnitude file's stored values after RescaleSlope/Intercept,
+        resampled bilinearly only when its grid differs over the same field of view (see
+        ``ElastogramSeries.magnitude_rule``). The anatomical reference a reader draws the ROI on;
+        never used for the stiffness value or the confidence region. None when no magnitude was paired.
+    magnitude_source : str
+        File name (``zip:member``, ``file#frame``) of the paired magnitude slice; ``""`` when none.
     """
 
     kpa: np.ndarray
@@ -93,6 +105,8 @@ class Elastogram:
     source: str
     header: Any = field(default=None, repr=False)
     frame_number: int | None = None  #: 1-based frame when the source is a multi-frame (Enhanced MR) image
+    magnitude: np.ndarray | None = field(default=None, repr=False)  #: float32, the paired magnitude slice
+    magnitude_source: str = ""  #: the file the magnitude slice came from
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -117,6 +131,8 @@ class ElastogramSeries:
     unit_rule: str = ""  #: how the unit was decided (rule name, RWVM, manufacturer, or "fallback: …")
     confidence_rule: str = ""  #: how the 95 % confidence region was read
     ingest_flags: tuple[str, ...] = ()  #: ``QcFlag`` values raised while reading (fallback, ambiguity, …)
+    magnitude_series_uid: str | None = None  #: the magnitude series paired slice by slice, when one was
+    magnitude_rule: str = ""  #: how the magnitude was paired (or why not), in words
 
     @property
     def profile(self) -> VendorProfile:

@@ -29,6 +29,11 @@ Series recognition (per study)
    never carry stiffness. The unit comes from an explicit profile, an RWVM, the rule's unit, the
    manufacturer, or (fallback, flagged) the value range. Each result records ``series_rule``,
    ``unit_rule`` and ``confidence_rule``.
+7. Magnitude (read only, after the choice): the study's magnitude series matching the analysed slices
+   slice by slice (position to 0.1 mm, frame of reference, orientation and field of view) gives each
+   slice its anatomical image, resampled bilinearly when only the grid differs
+   (:func:`mre_core.io.magnitude.pair_magnitude`); the magnitude series stays in ``skipped`` as before, and nothing
+   measured depends on it. The result records ``magnitude_rule``.
 Limits: zero fill confined to the body's edge is only recognised through the name; a
 hatch drawn with lines thicker than 1 pixel falls back to a morphological closing; the
 unknown-manufacturer unit guess is a median-value heuristic (see :func:`to_kpa`).
@@ -39,6 +44,7 @@ from __future__ import annotations
 import logging
 from collections import Counter, defaultdict
 from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
 from pydicom.dataset import Dataset
@@ -221,7 +227,11 @@ def _build_one(patient: str, study_uid: str, by_series: dict[str, list[ParsedSli
     if chosen is None:
         return None
     ambiguous = [c for c in candidates if c is not chosen and c.rank()[:2] == chosen.rank()[:2]]
-    return _study_input(patient, study_uid, chosen, settings, ambiguous)
+    magnitudes = [series_slices[u] for u, (r, _) in classified.items() if r.role == SeriesRole.MAGNITUDE.value]
+    from mre_core.io.magnitude import safe_pair_magnitude  # magnitude.py builds on this module's ParsedSlice
+
+    magnitude = safe_pair_magnitude(chosen.slices, magnitudes)
+    return _study_input(patient, study_uid, chosen, settings, ambiguous, magnitude)
 
 
 def _files(series: list[ParsedSlice]) -> tuple[str, ...]:
@@ -311,7 +321,7 @@ def _ingest_flags(cand: _Candidate, unit_rule: str, ambiguous: list[_Candidate])
 
 
 def _study_input(patient: str, study_uid: str, cand: _Candidate, settings: Settings,
-                 ambiguous: list[_Candidate]) -> StudyInput:
+                 ambiguous: list[_Candidate], magnitude: Any = None) -> StudyInput:
     head = cand.slices[0].header
     values = cand.full_map if cand.full_map is not None else cand.slices
     hint = np.stack([s.stored for s in values])
@@ -322,6 +332,10 @@ def _study_input(patient: str, study_uid: str, cand: _Candidate, settings: Setti
         period = conf.series_period(np.stack([s.stored for s in cand.slices]), cand.hatch_value)
     rule_unit = cand.recognition.unit if cand.recognition.unit in RULE_UNITS else None
     slices = tuple(_elastogram(s, i, cand, settings, hint, period, rule_unit) for i, s in enumerate(cand.slices))
+    from mre_core.io.magnitude import MagnitudePairing, with_magnitude
+
+    magnitude = magnitude or MagnitudePairing()  # a MagnitudePairing (mre_core.io.magnitude)
+    slices = with_magnitude(slices, magnitude)
     meta = {t: str(head.get(t, "")) for t in _META_TAGS}
     unit_rule = profile_note(head, settings, cand.recognition.rule, rule_unit)
     meta["unit_profile_source"] = unit_rule
@@ -345,7 +359,8 @@ def _study_input(patient: str, study_uid: str, cand: _Candidate, settings: Setti
                               paired_series_uid=paired, confidence_series_uid=cmap_uid,
                               series_rule=cand.recognition.rule, unit_rule=unit_rule,
                               confidence_rule=_confidence_rule(cand),
-                              ingest_flags=_ingest_flags(cand, unit_rule, ambiguous))
+                              ingest_flags=_ingest_flags(cand, unit_rule, ambiguous),
+                              magnitude_series_uid=magnitude.series_uid, magnitude_rule=magnitude.rule)
     return StudyInput(patient_id=patient, study_uid=study_uid, series=series, meta=meta)
 
 
