@@ -75,7 +75,8 @@ class Elastogram:
     frame_number : int or None
         1-based frame number when the source instance is an Enhanced MR multi-frame image; then
         ``sop_uid`` is ``<SOPInstanceUID>#<frame>`` (a key, unique per slice) and ``header`` is the
-        whole multi-frame header.
+        whole multi-frame header, with the frame's own rescale and real-world value mapping (from its
+        functional groups) at the top level when the groups hold them (``reader._frame_header``).
     header : Any
         The pydicom header (no pixel data) of the source instance, kept opaque so that
         ``mre_core.outputs.tables`` can build a DICOM SEG referencing it. Downstream code must not

@@ -18,6 +18,7 @@ Series recognition and the choice of the elastogram are in :mod:`mre_core.io.ser
 from __future__ import annotations
 
 import contextlib
+import copy
 import io
 import logging
 import warnings
@@ -28,8 +29,11 @@ from pathlib import Path
 
 import numpy as np
 import pydicom
+from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
+from pydicom.sequence import Sequence as DicomSequence
+from pydicom.tag import Tag
 
 from mre_core.config import Settings
 from mre_core.io.elastogram import (
@@ -157,27 +161,118 @@ def _parse(label: str, data: bytes) -> list[ParsedSlice]:
                         _position_mm(ds), (float(spacing[0]), float(spacing[1])))]
 
 
-def _frame_item(ds: Dataset, index: int, sequence: str) -> Dataset | None:
-    """The functional-group item ``sequence`` of frame ``index``: per-frame first, else shared."""
+def _frame_sequence(ds: Dataset, index: int, sequence: str) -> DicomSequence | None:
+    """The functional-group sequence ``sequence`` of frame ``index`` (all its items): per-frame first, else shared.
+
+    DICOM PS3.3 C.7.6.16 (Multi-frame Functional Groups Module): a functional group macro sits either in
+    the Shared Functional Groups Sequence (one item, for every frame) or in each item of the Per-frame
+    Functional Groups Sequence, so the per-frame item is looked at first.
+    """
     per = ds.get("PerFrameFunctionalGroupsSequence") or []
     shared = ds.get("SharedFunctionalGroupsSequence") or []
     for groups in ([per[index]] if index < len(per) else []) + list(shared[:1]):
         if sequence in groups and groups[sequence].value:
-            return groups[sequence].value[0]
+            return groups[sequence].value
     return None
+
+
+def _frame_item(ds: Dataset, index: int, sequence: str) -> Dataset | None:
+    """The functional-group item ``sequence`` of frame ``index``: per-frame first, else shared."""
+    items = _frame_sequence(ds, index, sequence)
+    return items[0] if items else None
+
+
+#: the top-level elements of a frame's header that :func:`_frame_header` sets from the functional groups
+_RESCALE_TAGS = ((Tag(0x00281053), "DS"), (Tag(0x00281052), "DS"), (Tag(0x00281054), "LO"))  # slope, intercept, type
+_RWVM_TAG = Tag(0x00409096)  # RealWorldValueMappingSequence
+_MODALITY_LUT_TAG = Tag(0x00283000)  # ModalityLUTSequence
+
+
+def _frame_values(ds: Dataset, index: int) -> tuple[tuple[object, object, object] | None, DicomSequence | None]:
+    """(rescale, RWVM) of frame ``index`` from the functional groups, None where the groups hold none.
+
+    ``rescale`` is (slope, intercept, type) of the frame's Pixel Value Transformation macro
+    (DICOM PS3.3 C.7.6.16.2.9: PixelValueTransformationSequence, one item with RescaleSlope,
+    RescaleIntercept, RescaleType) when the item holds a slope or an intercept (a missing one reads as
+    1 / 0, as :func:`mre_core.io.series._rescale` reads it); RWVM is the frame's Real World Value
+    Mapping macro (PS3.3 C.7.6.16.2.11: RealWorldValueMappingSequence, one or more items).
+    """
+    rescale = None
+    item = _frame_item(ds, index, "PixelValueTransformationSequence")
+    if item is not None and ("RescaleSlope" in item or "RescaleIntercept" in item):
+        rescale = (item.get("RescaleSlope") if item.get("RescaleSlope") not in (None, "") else 1.0,
+                   item.get("RescaleIntercept") if item.get("RescaleIntercept") not in (None, "") else 0.0,
+                   item.get("RescaleType") or None)
+    return rescale, _frame_sequence(ds, index, "RealWorldValueMappingSequence")
+
+
+def _frame_header(ds: Dataset, rescale: tuple[object, object, object] | None, rwvm: DicomSequence | None) -> Dataset:
+    """The header of one frame: ``ds`` itself when its functional groups hold no values for the stored-value
+    conversion, else a shallow copy of ``ds`` with the frame's values at the top level.
+
+    :func:`~mre_core.io.units.to_kpa` reads RescaleSlope/RescaleIntercept and RealWorldValueMappingSequence
+    at the top level of a header; in the Enhanced MR IOD they live in the functional groups (PS3.3
+    C.7.6.16.2.9 Pixel Value Transformation, C.7.6.16.2.11 Real World Value Mapping; see
+    :func:`_frame_values`). Where the groups hold them they replace any top-level value: the functional
+    group is what the IOD defines for the frame (a top-level ModalityLUTSequence, which would take
+    precedence over a rescale in the modality LUT step, is dropped along with a RescaleType the
+    frame's item does not have). Where they hold none, the top level is kept as it is.
+
+    The copy is ``copy.copy`` with its own element dictionary: pydicom's shallow copy (``Dataset.copy``,
+    ``copy.copy``, ``Dataset(ds)``) shares the element dictionary of the original, and setting an existing
+    keyword changes the shared DataElement in place, so only new DataElement objects are put into the copy.
+    Every other element (and the file meta) is the original's (an element pydicom has not decoded yet is
+    decoded separately in each copy, to an equal value): series recognition, grouping, the confidence-map
+    pairing, vendor rules and meta tags read the same values as from ``ds``.
+    """
+    if rescale is None and rwvm is None:
+        return ds
+    if rescale is not None and ("RescaleSlope" in ds or "RescaleIntercept" in ds):
+        top = (ds.get("RescaleSlope"), ds.get("RescaleIntercept"))
+        if _as_float(top[0], 1.0) != _as_float(rescale[0], 1.0) or _as_float(top[1], 0.0) != _as_float(rescale[1], 0.0):
+            logger.info("%s: top-level rescale (slope %s, intercept %s) differs from the functional groups' (%s, %s); "
+                        "the functional group is used", ds.get("SOPInstanceUID", "?"), *top, *rescale[:2])
+    if rwvm is not None and ds.get("RealWorldValueMappingSequence"):
+        logger.info("%s: RealWorldValueMappingSequence both at the top level and in the functional groups; "
+                    "the functional group is used", ds.get("SOPInstanceUID", "?"))
+    header = copy.copy(ds)
+    header._dict = dict(ds._dict)  # noqa: SLF001 - see the docstring: the shallow copy shares this dict
+    if rescale is not None:
+        for (tag, vr), value in zip(_RESCALE_TAGS, rescale):
+            if value is not None:
+                header[tag] = DataElement(tag, vr, value)
+            elif tag in header:
+                del header[tag]
+        if _MODALITY_LUT_TAG in header:
+            del header[_MODALITY_LUT_TAG]
+    if rwvm is not None:
+        header[_RWVM_TAG] = DataElement(_RWVM_TAG, "SQ", DicomSequence(list(rwvm)))
+    return header
+
+
+def _as_float(value: object, default: float) -> float:
+    try:
+        return default if value in (None, "") else float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return float("nan")
 
 
 def _parse_frames(label: str, ds: Dataset) -> list[ParsedSlice]:
     """An Enhanced MR multi-frame image → one slice per frame, geometry from the functional groups.
 
-    Each slice keeps the whole header (its SOP Instance UID is the file's) and is keyed
-    ``<SOPInstanceUID>#<frame>`` (frames counted from 1, as ReferencedFrameNumber counts them).
+    Each slice is keyed ``<SOPInstanceUID>#<frame>`` (frames counted from 1, as ReferencedFrameNumber
+    counts them) and keeps the whole header (its SOP Instance UID is the file's); where the functional
+    groups hold the frame's stored-value conversion (Pixel Value Transformation, Real World Value
+    Mapping) the header is a copy with those values at the top level (:func:`_frame_header`; per-frame
+    group first, else shared, else the file's top level; the group wins over the top level). Frames
+    with the same values share one header.
     """
     stack = _decode(ds)
     if stack.ndim != 3:
         raise DicomInputError(f"multi-frame image whose pixel data has shape {stack.shape}: cannot split it into frames")
     del ds.PixelData
     uid, out = str(ds.get("SOPInstanceUID", label)), []
+    headers: dict[tuple[object, ...], Dataset] = {}
     for i in range(stack.shape[0]):
         measures, plane = _frame_item(ds, i, "PixelMeasuresSequence"), _frame_item(ds, i, "PlanePositionSequence")
         orient = _frame_item(ds, i, "PlaneOrientationSequence")
@@ -190,7 +285,12 @@ def _parse_frames(label: str, ds: Dataset) -> list[ParsedSlice]:
             geometry.ImageOrientationPatient = orient.get("ImageOrientationPatient")
         if not np.any(stack[i]):
             continue  # an empty frame holds no stiffness; the others are still read
-        out.append(ParsedSlice(f"{label}#{i + 1}", ds, np.asarray(stack[i]), f"{uid}#{i + 1}", i + 1,
+        rescale, rwvm = _frame_values(ds, i)
+        key = (None if rescale is None else tuple(None if v is None else str(v) for v in rescale),
+               None if rwvm is None else id(rwvm))
+        if key not in headers:
+            headers[key] = _frame_header(ds, rescale, rwvm)
+        out.append(ParsedSlice(f"{label}#{i + 1}", headers[key], np.asarray(stack[i]), f"{uid}#{i + 1}", i + 1,
                                _position_mm(geometry), (float(spacing[0]), float(spacing[1])), frame_number=i + 1))
     if not out:
         raise DicomInputError("all frames are zero: no stiffness values (empty or failed reconstruction)")

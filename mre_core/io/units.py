@@ -44,7 +44,11 @@ def to_kpa(values: np.ndarray, ds_header: Dataset, settings: Settings,
     ----------
     values : array, stored pixel values (any shape)
     ds_header : pydicom Dataset
-        Supplies RescaleSlope/Intercept, Manufacturer and RealWorldValueMappingSequence.
+        Supplies RescaleSlope/Intercept, Manufacturer and RealWorldValueMappingSequence, all read at
+        its top level. For a frame of an Enhanced MR multi-frame image the reader passes the frame's
+        header, on which the frame's Pixel Value Transformation (DICOM PS3.3 C.7.6.16.2.9) and Real
+        World Value Mapping (PS3.3 C.7.6.16.2.11) functional groups (per-frame, else shared) are set at
+        the top level, replacing the file's top-level values (see ``mre_core.io.reader._frame_header``).
     settings : Settings
         An explicit ``profile`` overrides detection; ``custom`` uses ``custom_kpa_per_unit``.
     hint_values : array, optional
