@@ -170,6 +170,15 @@ def test_upload_review_download(server: str, browser, env: dict[str, str], tmp_p
     upload_to_result_s = time.perf_counter() - t0
     page.get_by_text("Slices used").first.wait_for()
     _pointer_reads_the_dicom_value(page, expected)
+    assert expected.study.series.magnitude_rule.startswith("magnitude series")  # the exam's magnitude was paired
+    page.get_by_text("Magnitude", exact=True).click()  # the anatomy under the same overlays
+    frame = page.frame_locator("[data-testid=stIFrame]").first
+    from playwright.sync_api import expect
+
+    expect(frame.get_by_test_id("slice-readout")).to_contain_text("Magnitude image (anatomy)", timeout=30_000)
+    _pointer_reads_the_dicom_value(page, expected)  # the pointer still reads the stiffness, not the magnitude
+    page.get_by_text("Elastogram", exact=True).click()
+    expect(frame.get_by_test_id("slice-readout")).to_contain_text("Grey 0–8 kPa", timeout=30_000)
     _shot(page, "review.png", 2300)
     (tmp_path / "timing.txt").write_text(f"{upload_to_result_s:.2f}\n")
     print(f"\nupload → result in the browser: {upload_to_result_s:.2f} s for {len(expected.slices)} slices "

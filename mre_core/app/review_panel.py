@@ -284,7 +284,8 @@ def _provenance(auto: StudyResult, read_s: float, analyse_s: float, from_cache: 
     series = auto.study.series
     st.markdown(f"**Series measured** {series.description or '(no description)'} — chosen by "
                 f"`{series.series_rule or 'unknown'}`  \n**Unit** {series.unit_rule or '—'}  \n"
-                f"**Confidence region** {series.confidence_rule or '—'}")
+                f"**Confidence region** {series.confidence_rule or '—'}  \n"
+                f"**Magnitude image** {series.magnitude_rule or '—'} (shown under *Image*; nothing is measured on it)")
 
 
 def study_summary(auto: StudyResult, reviewed: StudyResult, edits: ReviewEdits, status: ReviewStatus, read_s: float,

@@ -12,7 +12,9 @@ rounding to 0.005 kPa, far below the display's 8-bit grey), and the confidence r
 the model mask as bit-packed rows. The browser draws what :func:`~mre_core.app.roi_drawing.canvas_background`
 draws for the drawing canvas: grey 0–8 kPa, dimmed outside the 95 % confidence region with a
 yellow outline, the ROI filled red at the chosen opacity with a red outline, and the model mask
-(before ∩ confidence) as a dotted cyan outline. Each native pixel is a ``scale × scale`` block, so the
+(before ∩ confidence) as a dotted cyan outline. With *Magnitude* the background is the exam's magnitude image of
+the same slice (paired by :mod:`mre_core.io.magnitude`): the anatomy a reader checks the ROI against (liver edge,
+vessels, gallbladder), which the stiffness map does not show. Each native pixel is a ``scale × scale`` block, so the
 pixel under the pointer is exact; the readout says its row, column, kPa, and whether it is in the ROI
 and in the confidence region. Numbers are never read from display colours.
 """
@@ -44,6 +46,21 @@ class ViewerLayers:
     show_confidence: bool = True
     show_roi: bool = True
     show_predicted: bool = False
+    magnitude: bool = False  #: the paired magnitude image (anatomy) as the background instead of the stiffness
+
+
+def magnitude_grey(magnitude: np.ndarray) -> np.ndarray:
+    """A magnitude image → uint8 grey, from its 1st to its 99.5th percentile (scanner magnitudes have no fixed
+    scale; a few bright pixels, e.g. fat or vessels, would otherwise darken the whole image).
+
+    >>> magnitude_grey(np.arange(1000.0).reshape(10, 100)).min(), magnitude_grey(np.arange(1000.0).reshape(10, 100)).max()
+    (np.uint8(0), np.uint8(255))
+    """
+    m = np.nan_to_num(np.asarray(magnitude, dtype=np.float64))
+    lo, hi = np.percentile(m, [1.0, 99.5])
+    if hi <= lo:
+        return np.zeros(m.shape, dtype=np.uint8)
+    return np.round(np.clip((m - lo) / (hi - lo), 0, 1) * 255).astype(np.uint8)
 
 
 def encode_kpa(kpa: np.ndarray) -> np.ndarray:
@@ -87,11 +104,18 @@ def viewer_scale(shape: tuple[int, int], target_px: int) -> int:
 
 
 def viewer_payload(kpa: np.ndarray, confidence: np.ndarray, roi: np.ndarray, predicted: np.ndarray,
-                   layers: ViewerLayers, scale: int, label: str = "") -> dict[str, Any]:
-    """Everything the browser needs to draw one slice (JSON-able)."""
+                   layers: ViewerLayers, scale: int, label: str = "", magnitude: np.ndarray | None = None
+                   ) -> dict[str, Any]:
+    """Everything the browser needs to draw one slice (JSON-able). The magnitude (when ``layers.magnitude`` and
+    the slice has one) is sent as uint8 grey (:func:`magnitude_grey`) and drawn instead of the stiffness grey;
+    the readout still gives the stiffness."""
     rows, cols = np.asarray(kpa).shape
     units = encode_kpa(kpa).astype("<u2")
+    grey = None
+    if layers.magnitude and magnitude is not None and np.asarray(magnitude).shape == (rows, cols):
+        grey = base64.b64encode(magnitude_grey(magnitude).tobytes()).decode("ascii")
     return {
+        "magnitude": grey,
         "rows": int(rows), "cols": int(cols), "scale": int(scale), "label": label,
         "window": [float(WINDOW_KPA[0]), float(WINDOW_KPA[1])], "unitsPerKpa": UNITS_PER_KPA, "noValue": NO_VALUE,
         "kpa": base64.b64encode(units.tobytes()).decode("ascii"),
@@ -124,8 +148,9 @@ cv.setAttribute('aria-label',(d.label?d.label+': ':'')+'elastogram, '+C+' x '+R+
 const g=cv.getContext('2d');
 const img=g.createImageData(C,R),px=img.data;
 const lo=d.window[0],hi=d.window[1],a=d.showRoi?d.opacity:0;
+const mag=d.magnitude?b64(d.magnitude):null;
 for(let i=0;i<R*C;i++){
-  const u=kpa[i];let v=u===d.noValue?0:Math.max(0,Math.min(1,(u/d.unitsPerKpa-lo)/(hi-lo)))*255;
+  const u=kpa[i];let v=mag?mag[i]:(u===d.noValue?0:Math.max(0,Math.min(1,(u/d.unitsPerKpa-lo)/(hi-lo)))*255);
   if(!conf[i])v*=0.45;
   let rr=v,gg=v,bb=v;
   if(roi[i]&&a>0){rr=(1-a)*v+a*230;gg=(1-a)*v+a*40;bb=(1-a)*v+a*40;}
@@ -142,7 +167,7 @@ if(d.showConfidence)outline(conf,'rgb(255,210,0)',[]);
 if(d.showRoi)outline(roi,'rgb(230,40,40)',[]);
 if(d.showPredicted)outline(pred,'rgb(0,200,255)',[2,2]);
 const out=document.getElementById('r');
-const idle='Grey 0–8 kPa · yellow: 95 % confidence region (dimmed outside)'+(d.showRoi?' · red: ROI':'')+(d.showPredicted?' · cyan dots: model mask':'')+' · point at a pixel for its kPa';out.textContent=idle;
+const idle=(mag?'Magnitude image (anatomy)':'Grey 0–8 kPa')+' · yellow: 95 % confidence region (dimmed outside)'+(d.showRoi?' · red: ROI':'')+(d.showPredicted?' · cyan dots: model mask':'')+' · point at a pixel for its kPa';out.textContent=idle;
 cv.addEventListener('mousemove',ev=>{const b=cv.getBoundingClientRect();
   const c=Math.floor((ev.clientX-b.left)*C/b.width),r=Math.floor((ev.clientY-b.top)*R/b.height);
   if(r<0||c<0||r>=R||c>=C)return;const i=r*C+c,u=kpa[i];
@@ -163,12 +188,14 @@ def show_slice_image(box: Any, e: Any, s: Any, layers: ViewerLayers, target_px: 
     from streamlit.components.v1 import html
 
     scale = viewer_scale(e.shape, target_px)
-    payload = viewer_payload(e.kpa, e.confidence, s.roi, s.predicted_mask, layers, scale, label)
+    payload = viewer_payload(e.kpa, e.confidence, s.roi, s.predicted_mask, layers, scale, label,
+                             getattr(e, "magnitude", None))
     with box:
         if label:
             st.markdown(f"**{label}**")
         html(viewer_html(payload), height=viewer_height(e.shape[0], scale))
 
 
-__all__ = ["MAX_KPA", "NO_VALUE", "UNITS_PER_KPA", "ViewerLayers", "decode_kpa", "encode_kpa", "pack_mask",
+__all__ = ["MAX_KPA", "NO_VALUE", "UNITS_PER_KPA", "ViewerLayers", "decode_kpa", "encode_kpa", "magnitude_grey",
+           "pack_mask",
            "show_slice_image", "unpack_mask", "viewer_height", "viewer_html", "viewer_payload", "viewer_scale"]

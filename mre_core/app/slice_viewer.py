@@ -28,6 +28,8 @@ from mre_core.outputs.tables import slice_numbers, superior_to_inferior
 
 ONE_AT_A_TIME = "One slice at a time"
 SIDE_BY_SIDE = "Side by side"
+ELASTOGRAM = "Elastogram"
+MAGNITUDE = "Magnitude"
 
 
 @dataclass(frozen=True)
@@ -42,10 +44,11 @@ class ViewOptions:
     shown: list[int]  #: indices of the slices drawn, in order
     labels: list[str]  #: one label per slice of the study
     interactive: bool = False  #: the plotly figure (zoom, pan) instead of the fast image view
+    magnitude: bool = False  #: the magnitude image as the background of the fast view
 
     @property
     def layers(self) -> ViewerLayers:
-        return ViewerLayers(self.opacity, self.show_confidence, self.show_roi, self.show_predicted)
+        return ViewerLayers(self.opacity, self.show_confidence, self.show_roi, self.show_predicted, self.magnitude)
 
     @property
     def side_by_side(self) -> bool:
@@ -67,15 +70,21 @@ def head_to_feet(result: StudyResult) -> list[int]:
 
 def view_options(result: StudyResult, skey: str) -> ViewOptions:
     """The view widgets (and, one slice at a time, the slice picker ``rv_slice|<study>``)."""
-    opts = st.columns([2.3, 1.6, 1.4, 0.9, 1.4, 0.9])
+    opts = [*st.columns([2.4, 2.0, 1.8]), *st.columns(4)]  # two rows: layout, image, opacity; then the toggles
     layout = opts[0].segmented_control("Layout", [ONE_AT_A_TIME, SIDE_BY_SIDE], default=ONE_AT_A_TIME,
                                        key="rv_layout") or ONE_AT_A_TIME
-    opacity = opts[1].slider("ROI opacity", 0.0, 1.0, 0.45, 0.05, key="rv_opacity")
-    show_conf = opts[2].toggle("Confidence", True, key="rv_conf", help="Outline of the 95 % confidence region (yellow)")
-    show_roi = opts[3].toggle("ROI", True, key="rv_roi", help="Final ROI, red fill")
-    show_pred = opts[4].toggle("Model mask", False, key="rv_pred",
+    has_magnitude = any(getattr(e, "magnitude", None) is not None for e in result.study.series.slices)
+    image = opts[1].segmented_control(
+        "Image", [ELASTOGRAM, MAGNITUDE], default=ELASTOGRAM, key="rv_image", disabled=not has_magnitude,
+        help=("Magnitude: the exam's magnitude image of the same slice (the anatomy: liver edge, vessels, "
+              "gallbladder) under the same overlays; the pointer still reads the stiffness. "
+              f"{result.study.series.magnitude_rule or ''}")) or ELASTOGRAM
+    opacity = opts[2].slider("ROI opacity", 0.0, 1.0, 0.45, 0.05, key="rv_opacity")
+    show_conf = opts[3].toggle("Confidence", True, key="rv_conf", help="Outline of the 95 % confidence region (yellow)")
+    show_roi = opts[4].toggle("ROI", True, key="rv_roi", help="Final ROI, red fill")
+    show_pred = opts[5].toggle("Model mask", False, key="rv_pred",
                                help="Model liver mask before ∩ confidence (dotted)")
-    interactive = opts[5].toggle("Zoom", False, key="rv_zoom",
+    interactive = opts[6].toggle("Zoom", False, key="rv_zoom",
                                  help="Interactive figure: zoom and pan (slower to load in a new browser session)")
     labels = slice_labels(result)
     order = head_to_feet(result)
@@ -84,7 +93,8 @@ def view_options(result: StudyResult, skey: str) -> ViewOptions:
     else:
         shown = [st.radio("Slice (1 = most superior; #instance number)", order, format_func=lambda i: labels[i],
                           horizontal=True, key=f"rv_slice|{skey}")]
-    return ViewOptions(layout, opacity, show_conf, show_roi, show_pred, shown, labels, interactive)
+    return ViewOptions(layout, opacity, show_conf, show_roi, show_pred, shown, labels, interactive,
+                       has_magnitude and image == MAGNITUDE)
 
 
 def slice_boxes(view: ViewOptions, n: int) -> tuple[Any, Any]:

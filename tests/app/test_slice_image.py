@@ -73,3 +73,20 @@ def test_scale_is_a_whole_factor_near_the_target_width() -> None:
     assert viewer_scale((128, 128), 600) == 5
     assert viewer_scale((1024, 1024), 360) == 1
     assert viewer_scale((16, 16), 600) == 8  # capped
+
+
+def test_the_magnitude_is_sent_only_when_asked_for_and_on_the_slice_grid() -> None:
+    import base64
+
+    from mre_core.app.slice_image import magnitude_grey
+
+    kpa, mask = np.ones((3, 4)), np.ones((3, 4), bool)
+    mag = np.arange(12.0).reshape(3, 4) * 100
+    on = viewer_payload(kpa, mask, mask, mask, ViewerLayers(magnitude=True), 1, magnitude=mag)
+    grey = np.frombuffer(base64.b64decode(on["magnitude"]), dtype=np.uint8).reshape(3, 4)
+    assert np.array_equal(grey, magnitude_grey(mag)) and grey.min() == 0 and grey.max() == 255
+    assert viewer_payload(kpa, mask, mask, mask, ViewerLayers(magnitude=False), 1, magnitude=mag)["magnitude"] is None
+    assert viewer_payload(kpa, mask, mask, mask, ViewerLayers(magnitude=True), 1, magnitude=None)["magnitude"] is None
+    wrong_grid = np.ones((6, 8))
+    assert viewer_payload(kpa, mask, mask, mask, ViewerLayers(magnitude=True), 1, magnitude=wrong_grid)["magnitude"] is None
+    assert not magnitude_grey(np.full((4, 4), 7.0)).any()  # a flat image has no contrast to show
