@@ -126,14 +126,14 @@ def viewer_payload(kpa: np.ndarray, confidence: np.ndarray, roi: np.ndarray, pre
 
 
 def viewer_height(rows: int, scale: int) -> int:
-    """Iframe height (CSS px): the image plus the readout line."""
-    return rows * scale + 34
+    """Iframe height (CSS px): the image plus the readout (up to three lines in a narrow column)."""
+    return rows * scale + 56
 
 
 _PAGE = """<!doctype html><html><head><meta charset="utf-8"><style>
 body{margin:0;background:transparent;font:13px 'Source Sans Pro',sans-serif;color:#31333f}
 canvas{display:block;image-rendering:pixelated;background:#000;cursor:crosshair}
-#r{height:22px;line-height:22px;margin-top:4px;white-space:nowrap;overflow:hidden}
+#r{height:48px;line-height:16px;font-size:12px;margin-top:4px;overflow:hidden}
 </style></head><body><canvas id="c" role="img"></canvas><div id="r" data-testid="slice-readout"></div><script>
 const d=__PAYLOAD__;
 const R=d.rows,C=d.cols,S=d.scale;
@@ -167,7 +167,7 @@ if(d.showConfidence)outline(conf,'rgb(255,210,0)',[]);
 if(d.showRoi)outline(roi,'rgb(230,40,40)',[]);
 if(d.showPredicted)outline(pred,'rgb(0,200,255)',[2,2]);
 const out=document.getElementById('r');
-const idle=(mag?'Magnitude image (anatomy)':'Grey 0–8 kPa')+' · yellow: 95 % confidence region (dimmed outside)'+(d.showRoi?' · red: ROI':'')+(d.showPredicted?' · cyan dots: model mask':'')+' · point at a pixel for its kPa';out.textContent=idle;
+const idle=(mag?'Magnitude image (anatomy)':'Grey 0–8 kPa')+' · yellow: 95 % confidence region'+(d.showRoi?' · red: ROI':'')+(d.showPredicted?' · cyan dots: model mask':'')+' · point at a pixel for its kPa';out.textContent=idle;
 cv.addEventListener('mousemove',ev=>{const b=cv.getBoundingClientRect();
   const c=Math.floor((ev.clientX-b.left)*C/b.width),r=Math.floor((ev.clientY-b.top)*R/b.height);
   if(r<0||c<0||r>=R||c>=C)return;const i=r*C+c,u=kpa[i];

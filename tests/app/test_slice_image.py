@@ -65,7 +65,7 @@ def test_the_page_embeds_the_payload_and_fetches_nothing() -> None:
     html = viewer_html(p)
     assert json.dumps(p, separators=(",", ":")) in html and "__PAYLOAD__" not in html
     assert not re.search(r"""(src|href)\s*=\s*["']https?:""", html)  # self-contained: no script or style fetched
-    assert viewer_height(204, 2) == 204 * 2 + 34
+    assert viewer_height(204, 2) == 204 * 2 + 56
 
 
 def test_scale_is_a_whole_factor_near_the_target_width() -> None:
