@@ -35,6 +35,8 @@ from mre_core.model.network import LoadedModel
 
 #: analysed batches kept per server process (a 5-slice study with its probability maps is about 3 MB)
 MAX_ENTRIES = 8
+#: and at most this many bytes of arrays in all (a large multi-study upload is not kept whole in memory)
+MAX_BYTES = 256 * 2**20
 
 
 def _files_under(folder: Path) -> list[Path]:
@@ -85,6 +87,11 @@ def _arrays(batch: ReviewBatch) -> Iterable[np.ndarray]:
             yield from (s.roi, s.predicted_mask)
 
 
+def batch_bytes(batch: ReviewBatch) -> int:
+    """Bytes held by the arrays of ``batch``."""
+    return sum(int(a.nbytes) for a in _arrays(batch) if isinstance(a, np.ndarray))
+
+
 def freeze(batch: ReviewBatch) -> ReviewBatch:
     """Make every array of ``batch`` read-only (in place) and return it."""
     for a in _arrays(batch):
@@ -96,9 +103,11 @@ def freeze(batch: ReviewBatch) -> ReviewBatch:
 class AnalysisCache:
     """A small thread-safe LRU of analysed batches (one per server process)."""
 
-    def __init__(self, max_entries: int = MAX_ENTRIES) -> None:
+    def __init__(self, max_entries: int = MAX_ENTRIES, max_bytes: int = MAX_BYTES) -> None:
         self.max_entries = max_entries
+        self.max_bytes = max_bytes
         self._items: OrderedDict[tuple, ReviewBatch] = OrderedDict()
+        self._sizes: dict[tuple, int] = {}
         self._lock = threading.Lock()
 
     def get(self, key: tuple | None) -> ReviewBatch | None:
@@ -113,19 +122,26 @@ class AnalysisCache:
         return replace(batch, studies=list(batch.studies), skipped=list(batch.skipped), from_cache=True)
 
     def put(self, key: tuple | None, batch: ReviewBatch) -> None:
-        """Keep ``batch`` (frozen) unless a study of it failed: a failure is retried on the next opening."""
+        """Keep ``batch`` (frozen) unless a study of it failed (a failure is retried on the next opening) or it is
+        larger than the whole budget; the least recently used batches go first when either limit is passed."""
         if key is None or not batch.studies or any("analysis failed" in str(s.reason) for s in batch.skipped):
+            return
+        size = batch_bytes(batch)
+        if size > self.max_bytes:
             return
         freeze(batch)
         with self._lock:
             self._items[key] = batch
+            self._sizes[key] = size
             self._items.move_to_end(key)
-            while len(self._items) > self.max_entries:
-                self._items.popitem(last=False)
+            while len(self._items) > self.max_entries or sum(self._sizes.values()) > self.max_bytes:
+                old, _ = self._items.popitem(last=False)
+                self._sizes.pop(old, None)
 
     def clear(self) -> None:
         with self._lock:
             self._items.clear()
+            self._sizes.clear()
 
     def __len__(self) -> int:
         return len(self._items)
@@ -134,4 +150,4 @@ class AnalysisCache:
 #: the cache of this server process
 CACHE = AnalysisCache()
 
-__all__ = ["CACHE", "MAX_ENTRIES", "AnalysisCache", "cache_key", "freeze", "sources_digest"]
+__all__ = ["CACHE", "MAX_BYTES", "MAX_ENTRIES", "AnalysisCache", "batch_bytes", "cache_key", "freeze", "sources_digest"]

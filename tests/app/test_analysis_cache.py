@@ -8,7 +8,7 @@ import shutil
 import numpy as np
 import pytest
 
-from mre_core.app.analysis_cache import AnalysisCache, cache_key, sources_digest
+from mre_core.app.analysis_cache import AnalysisCache, batch_bytes, cache_key, sources_digest
 from mre_core.app.demo import demo_study
 from mre_core.app.review_state import analyze_sources_for_review
 from mre_core.config import Settings
@@ -79,3 +79,16 @@ def test_the_oldest_entry_goes_and_failures_are_not_kept(analysed) -> None:
     assert cache.get(("f",)) is None
     cache.put(("none",), dataclasses.replace(batch, studies=[]))
     assert cache.get(("none",)) is None
+
+
+def test_the_memory_budget_holds_and_a_batch_larger_than_it_is_not_kept(analysed) -> None:
+    _, _, _, batch = analysed
+    size = batch_bytes(batch)
+    assert size > 0
+    cache = AnalysisCache(max_entries=10, max_bytes=int(2.5 * size))
+    for k in ("a", "b", "c"):
+        cache.put((k,), batch)
+    assert len(cache) == 2 and cache.get(("a",)) is None  # the oldest went to stay within the bytes budget
+    small = AnalysisCache(max_bytes=size - 1)
+    small.put(("big",), batch)
+    assert small.get(("big",)) is None and len(small) == 0
