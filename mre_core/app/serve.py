@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import atexit
 import os
+import shutil
+import signal
 import subprocess
 import sys
 import tomllib
@@ -120,14 +122,16 @@ def _has_local_accounts(secrets: Mapping[str, Any], environ: Mapping[str, str]) 
         store.dispose()
 
 
-def _stop(child: subprocess.Popen) -> None:
-    """At exit: a demo preparation still running stops with the server (it writes into the server's folder)."""
+def _stop(child: subprocess.Popen, folder: Path) -> None:
+    """At exit: a demo preparation still running stops with the server, and the demo folder this launcher made
+    is removed (the demo is written again at the next start; reviews saved from it keep their own copies)."""
     if child.poll() is None:
         child.terminate()
         try:
             child.wait(timeout=10)
         except subprocess.TimeoutExpired:
             child.kill()
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -143,8 +147,11 @@ def main(argv: list[str] | None = None) -> int:
 
         from mre_core.app.demo_files import start_preparing
 
-        os.environ["MRE_DEMO_DIR"] = tempfile.mkdtemp(prefix="mre_demo_")
-        atexit.register(_stop, start_preparing(Path(os.environ["MRE_DEMO_DIR"])))
+        # a SIGTERM before Streamlit installs its own handler (during the warm-up) still runs the atexit below
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+        folder = Path(tempfile.mkdtemp(prefix="mre_demo_"))
+        os.environ["MRE_DEMO_DIR"] = str(folder)
+        atexit.register(_stop, start_preparing(folder), folder)
         print(f"MRE Liver Review: writing the demo study and cohort in the background to {os.environ['MRE_DEMO_DIR']}",
               flush=True)
     seconds = warm_up()
