@@ -33,32 +33,27 @@ DEMO = ("siemens_hatch", "siemens_zero", "ge_pair")
 # ---------------------------------------------------------------- exams
 
 
-@pytest.fixture(scope="module")
-def physics_exam(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """``python -m mre_core phantom --style physics --out DIR --patients 1 --seed 0`` (in process)."""
+def _phantom_exam(tmp_path_factory: pytest.TempPathFactory, style: str) -> Path:
+    """``python -m mre_core phantom --style STYLE --out DIR --patients 1 --seed 0`` (in process)."""
     from mre_core.phantom import cohort
 
-    out = tmp_path_factory.mktemp("physics_mag")
+    out = tmp_path_factory.mktemp(f"{style}_mag")
     parser = argparse.ArgumentParser()
     cohort.configure_parser(parser)
-    args = parser.parse_args(["--style", "physics", "--out", str(out), "--patients", "1", "--seed", "0",
+    args = parser.parse_args(["--style", style, "--out", str(out), "--patients", "1", "--seed", "0",
                               "--workers", "1"])
     assert cohort.run_cli(args) == 0
     return out / "dicom"
+
+
+@pytest.fixture(scope="module")
+def physics_exam(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _phantom_exam(tmp_path_factory, "physics")
 
 
 @pytest.fixture(scope="module")
 def holdout_exam(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """``python -m mre_core phantom --style holdout --out DIR --patients 1 --seed 0`` (in process)."""
-    from mre_core.phantom import cohort
-
-    out = tmp_path_factory.mktemp("holdout_mag")
-    parser = argparse.ArgumentParser()
-    cohort.configure_parser(parser)
-    args = parser.parse_args(["--style", "holdout", "--out", str(out), "--patients", "1", "--seed", "0",
-                              "--workers", "1"])
-    assert cohort.run_cli(args) == 0
-    return out / "dicom"
+    return _phantom_exam(tmp_path_factory, "holdout")
 
 
 def _exam(request: pytest.FixtureRequest, name: str) -> Path:
