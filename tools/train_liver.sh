@@ -9,17 +9,9 @@
 # validation set (tools/select_checkpoint.py states the rule) before anything is measured on the unseen styles.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-PY=.venv/bin/python
-ROOT=${ROOT:-data/train}
-PHYS=${PHYS:-$ROOT/physics240}
-LEGACY=${LEGACY:-$ROOT/legacy90}
+. tools/train_cohorts.sh
 RUN=${RUN:-runs/liver_ft}
-DEVICE=${DEVICE:-auto}
 EPOCHS=${EPOCHS:-4}
-NAME=unet_resnext50_32x4d
-
-[ -f "$PHYS/cohort.csv" ] || $PY -m mre_core phantom --style physics --out "$PHYS" --patients 240 --seed 0 --train-fraction 0.85
-[ -f "$LEGACY/cohort.csv" ] || $PY -m mre_core phantom --out "$LEGACY" --patients 90 --seed 7 --train-fraction 1.0
 mkdir -p "$RUN"
 RESUME=""
 [ -f "$RUN/checkpoint.pt" ] && RESUME="--resume"

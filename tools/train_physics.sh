@@ -27,19 +27,12 @@
 # (python -m mre_core.model.card --eval <like-paper eval> --update-weights-json, plus card.generalisation).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-PY=.venv/bin/python
-ROOT=${ROOT:-data/train}
-PHYS=${PHYS:-$ROOT/physics240}
-LEGACY=${LEGACY:-$ROOT/legacy90}
+. tools/train_cohorts.sh
 PHYS_TEST=${PHYS_TEST:-$ROOT/physics40}
 HOLDOUT=${HOLDOUT:-$ROOT/holdout20}
 RUN=${RUN:-runs/physics_ft}
-DEVICE=${DEVICE:-auto}
 EPOCHS=${EPOCHS:-8}
-NAME=unet_resnext50_32x4d
 
-[ -f "$PHYS/cohort.csv" ] || $PY -m mre_core phantom --style physics --out "$PHYS" --patients 240 --seed 0 --train-fraction 0.85
-[ -f "$LEGACY/cohort.csv" ] || $PY -m mre_core phantom --out "$LEGACY" --patients 90 --seed 7 --train-fraction 1.0
 [ -f "$PHYS_TEST/cohort.csv" ] || $PY -m mre_core phantom --style physics --out "$PHYS_TEST" --patients 40 --seed 3
 [ -f "$HOLDOUT/cohort.csv" ] || $PY -m mre_core phantom --style holdout --out "$HOLDOUT" --patients 20 --seed 1
 
