@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from mre_core.analysis.guardrails import liver_region, main_region, margin_px, restricted_probability, roi_warnings
-from mre_core.analysis.preprocess import model_input, to_native_grid
+from mre_core.analysis.preprocess import model_input, to_native_grid, uses_magnitude
 from mre_core.analysis.segment import final_roi, min_area_px, run_network_maps
 from mre_core.analysis.staging import StageResult
 from mre_core.analysis.stiffness import (
@@ -182,7 +182,7 @@ def analyze_study_keeping_maps(study: StudyInput, model: LoadedModel, settings: 
     results = [slice_result(e, roi_probability(m), threshold, settings) for e, m in zip(slices, native)]
     timings["post"] = time.perf_counter() - t
     result = finish_study(study, results, settings, model.config.name, model.sha256, str(model.device), timings)
-    return with_marking_flag(result), native, float(threshold)
+    return with_magnitude_flag(with_marking_flag(result), model), native, float(threshold)
 
 
 def analyze_study_keeping_probabilities(study: StudyInput, model: LoadedModel, settings: Settings
@@ -209,6 +209,17 @@ def confidence_fraction(study: StudyInput) -> float:
     body = sum(int(np.isfinite(e.kpa).sum()) for e in study.series.slices)
     region = sum(int(e.confidence.sum()) for e in study.series.slices)
     return region / body if body else 0.0
+
+
+def with_magnitude_flag(result: StudyResult, model: LoadedModel) -> StudyResult:
+    """Add ``NO_MAGNITUDE_IMAGE`` when the model reads the magnitude image and a slice had none paired
+    (the network then saw an all-zero magnitude plane for it, as in its training's magnitude dropout)."""
+    slices = result.study.series.slices
+    if (not uses_magnitude(model.config.input) or all(e.magnitude is not None for e in slices)
+            or QcFlag.NO_MAGNITUDE_IMAGE in result.stiffness.qc_flags):
+        return result
+    flags = (*result.stiffness.qc_flags, QcFlag.NO_MAGNITUDE_IMAGE)
+    return replace(result, stiffness=replace(result.stiffness, qc_flags=flags))
 
 
 def with_marking_flag(result: StudyResult) -> StudyResult:

@@ -12,6 +12,13 @@ carry encoding-independent information instead of three copies of one image:
 * channel 2: windowed stiffness wherever the data hold a value (shows anatomy
   outside the confidence region when the encoding keeps it).
 
+A model may also ask for ``"magnitude"`` (:data:`MAGNITUDE_CHANNEL`): the exam's magnitude image of the same
+slice (``Elastogram.magnitude``, paired by :mod:`mre_core.io.magnitude`), scaled per slice between its 1st
+and 99.5th percentiles (:func:`normalised_magnitude`), since magnitude intensities have no unit and differ by
+scanner, coil and sequence. It is the anatomy a reader draws the ROI on. A slice without a paired magnitude
+image gets an all-zero channel, the same as the magnitude dropout the model was trained with
+(:class:`mre_core.model.augment.Augmenter`), and the study says so (``QcFlag.NO_MAGNITUDE_IMAGE``).
+
 Resizing uses OpenCV's bilinear interpolation with pixel-centre alignment in both
 directions, so a mask resized to 512x512 and back lands on the same pixels.
 """
@@ -29,6 +36,12 @@ from mre_core.io.elastogram import Elastogram
 PAPER_WINDOW_CENTER_KPA = 4.0
 PAPER_WINDOW_WIDTH_KPA = 8.0
 PAPER_INPUT_SIZE = 512
+#: The optional anatomy channel: the paired magnitude image, normalised per slice.
+MAGNITUDE_CHANNEL = "magnitude"
+#: Every input channel a model can ask for (``InputSpec.channels``), in the default order, then the optional ones.
+KNOWN_CHANNELS = ("kpa_confident", "confidence", "kpa_known", MAGNITUDE_CHANNEL)
+#: Percentiles that map a magnitude image to [0, 1] (robust to a few very bright pixels: fat, vessels).
+MAGNITUDE_PERCENTILES = (1.0, 99.5)
 
 
 @dataclass(frozen=True)
@@ -57,12 +70,40 @@ def resize_bilinear(image: np.ndarray, rows: int, cols: int) -> np.ndarray:
     return cv2.resize(image.astype(np.float32), (cols, rows), interpolation=cv2.INTER_LINEAR)
 
 
+def normalised_magnitude(magnitude: np.ndarray | None, shape: tuple[int, int]) -> np.ndarray:
+    """A magnitude image scaled to [0, 1] between its :data:`MAGNITUDE_PERCENTILES` (float32 ``shape``);
+    zeros when there is none or it is flat (no anatomy to show).
+
+    >>> normalised_magnitude(np.arange(201, dtype=np.float32).reshape(1, 201), (1, 201))[0, [0, 100, 200]].round(3).tolist()
+    [0.0, 0.497, 1.0]
+    >>> float(normalised_magnitude(None, (2, 2)).sum())
+    0.0
+    """
+    if magnitude is None:
+        return np.zeros(shape, np.float32)
+    m = np.nan_to_num(np.asarray(magnitude, np.float32), nan=0.0)
+    low, high = np.percentile(m, MAGNITUDE_PERCENTILES)
+    if not high > low:
+        return np.zeros(shape, np.float32)
+    return np.clip((m - low) / (high - low), 0.0, 1.0).astype(np.float32)
+
+
+def uses_magnitude(spec: InputSpec) -> bool:
+    """Whether a model with this input reads the magnitude image."""
+    return MAGNITUDE_CHANNEL in spec.channels
+
+
 def slice_channels(elastogram: Elastogram, spec: InputSpec) -> np.ndarray:
-    """The three native-grid channels of one slice, float32 [3, H, W] in [0, 1]."""
+    """The native-grid channels of one slice (``spec.channels``), float32 [C, H, W] in [0, 1]."""
     known = window_kpa(elastogram.kpa, spec.window_center_kpa, spec.window_width_kpa)
     confidence = elastogram.confidence.astype(np.float32)
-    by_name = {"kpa_confident": known * confidence, "confidence": confidence, "kpa_known": known}
-    return np.stack([by_name[name] for name in spec.channels])
+    by_name = {"kpa_confident": lambda: known * confidence, "confidence": lambda: confidence,
+               "kpa_known": lambda: known,
+               MAGNITUDE_CHANNEL: lambda: normalised_magnitude(elastogram.magnitude, elastogram.shape)}
+    unknown = [name for name in spec.channels if name not in by_name]
+    if unknown:
+        raise ValueError(f"unknown input channel(s) {unknown}; known: {tuple(by_name)}")
+    return np.stack([by_name[name]() for name in spec.channels])
 
 
 def model_input(elastograms: list[Elastogram] | tuple[Elastogram, ...], spec: InputSpec) -> np.ndarray:

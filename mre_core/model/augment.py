@@ -16,6 +16,14 @@ Why each transform (what varies between scanners, sites and patients, and what m
 * **small elastic deformation** (one smooth field for image and target; bilinear for the image,
   nearest for the target): organ shapes vary beyond rigid motion;
 * **small rotation / zoom / shift**: patient position and size.
+* **the magnitude image** (``magnitude_channels``, when the model reads it) varies in ways stiffness does not:
+  its intensities have no unit (contrast and **gamma**: T1/T2* weighting, sequence, scanner), the receive coils
+  make a smooth **bias field** (multiplicative, a few cm to the whole section), low acquired matrices **blur** it,
+  thermal noise makes it **Rician** (``sqrt((m + n1)^2 + n2^2)``: a noise floor in the background), tissue and
+  flow give **texture**, and EPI readouts put an N/2 **ghost** half a field of view away along the phase
+  direction. After them the plane is re-scaled by its percentiles as at inference
+  (:func:`mre_core.analysis.preprocess.normalised_magnitude`). With probability ``p_magnitude_drop`` the plane is
+  zeroed instead: what the model gets for an exam without a paired magnitude image.
 * **No left-right flips and no reflections**: the liver lies on the patient's right (image left) in normal
   situs; a flip would teach the network livers that never occur.
 
@@ -33,7 +41,7 @@ import numpy as np
 
 Range = tuple[float, float]
 
-__all__ = ["Augmenter", "intensity_scale_shift", "gamma", "gaussian_blur", "gaussian_noise", "warp_maps",
+__all__ = ["Augmenter", "bias_field", "intensity_scale_shift", "gamma", "gaussian_blur", "gaussian_noise", "warp_maps",
            "elastic_field", "remap_pair"]
 
 
@@ -60,6 +68,24 @@ class Augmenter:
     stiffness_channels: tuple[int, ...] = (0, 2)
     mask_channels: tuple[int, ...] = (1,)  #: binary inputs (the confidence region)
     masked_by: tuple[tuple[int, int], ...] = ((0, 1),)  #: (channel, mask channel): channel is 0 where mask is 0
+    magnitude_channels: tuple[int, ...] = ()  #: planes holding the magnitude image (none: the default input)
+    p_magnitude_drop: float = 0.25  #: magnitude plane zeroed (an exam without a paired magnitude image)
+    magnitude_low: Range = (-0.1, 0.15)  #: new black level (contrast window), on the [0, 1] plane
+    magnitude_high: Range = (0.7, 1.1)  #: new white level
+    p_magnitude_gamma: float = 0.5
+    magnitude_gamma: Range = (0.5, 2.0)
+    p_bias: float = 0.5
+    bias_log_sd: Range = (0.1, 0.45)  #: SD of the log of the multiplicative coil field
+    bias_scale: Range = (0.3, 1.0)  #: its correlation length, fraction of S
+    p_magnitude_blur: float = 0.3
+    magnitude_blur_sigma: Range = (0.002, 0.01)  #: fraction of S (256: 0.5-2.6 px)
+    p_rician: float = 0.5
+    rician_sd: Range = (0.01, 0.1)
+    p_texture: float = 0.3
+    texture_sd: Range = (0.05, 0.2)  #: multiplicative, correlated over texture_sigma
+    texture_sigma: Range = (0.004, 0.015)  #: fraction of S
+    p_ghost: float = 0.2
+    ghost_amplitude: Range = (0.05, 0.2)
 
     def __call__(self, x: np.ndarray, y: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         """Augment a batch; returns new arrays (``x`` float32, ``y`` in its own dtype), shapes unchanged."""
@@ -100,7 +126,39 @@ class Augmenter:
         for c, m in self.masked_by:
             if c < x.shape[0] and m < x.shape[0]:
                 x[c] = np.where(x[m] > 0, x[c], 0.0)
+        for c in self.magnitude_channels:  # after every other draw, so the default input's stream is unchanged
+            if c < x.shape[0]:
+                x[c] = self.magnitude(x[c], rng)
         return np.clip(x, 0.0, 1.0).astype(np.float32), y
+
+    def magnitude(self, m: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """Augment one magnitude plane [S, S] (module docstring: why each step); zeros when dropped."""
+        from mre_core.analysis.preprocess import normalised_magnitude
+
+        if rng.uniform() < self.p_magnitude_drop or not m.any():
+            return np.zeros_like(m, dtype=np.float32)
+        u = lambda r: float(rng.uniform(*r))  # noqa: E731
+        s = float(min(m.shape))
+        m = m.astype(np.float32)
+        low, high = u(self.magnitude_low), u(self.magnitude_high)
+        m = np.clip((m - low) / max(high - low, 1e-3), 0.0, 1.0)
+        if rng.uniform() < self.p_magnitude_gamma:
+            m = gamma(m, u(self.magnitude_gamma))
+        if rng.uniform() < self.p_bias:
+            m = m * bias_field(rng, m.shape, u(self.bias_log_sd), u(self.bias_scale) * s)
+        if rng.uniform() < self.p_texture:
+            tex = gaussian_blur(rng.standard_normal(m.shape).astype(np.float32), u(self.texture_sigma) * s)
+            tex = tex / max(float(tex.std()), 1e-6)
+            m = m * np.clip(1.0 + u(self.texture_sd) * tex, 0.0, None)
+        if rng.uniform() < self.p_ghost:
+            axis = int(rng.integers(2))
+            m = m + u(self.ghost_amplitude) * np.roll(m, m.shape[axis] // 2, axis=axis)
+        if rng.uniform() < self.p_magnitude_blur:
+            m = gaussian_blur(m, u(self.magnitude_blur_sigma) * s)
+        if rng.uniform() < self.p_rician:
+            sd = u(self.rician_sd)
+            m = np.sqrt((m + rng.normal(0.0, sd, m.shape)) ** 2 + rng.normal(0.0, sd, m.shape) ** 2)
+        return normalised_magnitude(m.astype(np.float32), m.shape)
 
 
 def intensity_scale_shift(img: np.ndarray, scale: float, shift: float, support: np.ndarray | None = None) -> np.ndarray:
@@ -133,6 +191,17 @@ def gaussian_noise(img: np.ndarray, sd: float, rng: np.random.Generator,
     support = img > 0 if support is None else support
     noise = rng.normal(0.0, sd, img.shape[-2:]).astype(np.float32)
     return np.where(support, np.clip(img + noise, 0.0, 1.0), img).astype(np.float32)
+
+
+def bias_field(rng: np.random.Generator, size: tuple[int, int], log_sd: float, scale_px: float) -> np.ndarray:
+    """A smooth positive multiplicative field, float32 [H, W]: ``exp`` of a smooth Gaussian field with SD
+    ``log_sd`` and correlation length about ``scale_px`` (a receive coil's sensitivity profile)."""
+    h, w = size
+    coarse = (max(2, int(math.ceil(h / scale_px)) + 1), max(2, int(math.ceil(w / scale_px)) + 1))
+    low = rng.standard_normal(coarse).astype(np.float32)
+    big = cv2.resize(low, (w, h), interpolation=cv2.INTER_CUBIC)
+    big = (big - big.mean()) / max(float(big.std()), 1e-6)
+    return np.exp(log_sd * big).astype(np.float32)
 
 
 def elastic_field(rng: np.random.Generator, size: tuple[int, int], sd_px: float, scale_px: float) -> np.ndarray:

@@ -131,9 +131,10 @@ def build_arrays(records: list[PatientRecord], spec: InputSpec, settings: Settin
 
 def cache_key(records: list[PatientRecord], spec: InputSpec, outputs: tuple[str, ...] = ("roi",)) -> str:
     """What a cache file must have been built from: the patient list, the input size and (beyond the single
-    ROI output, whose key predates outputs) the outputs."""
+    ROI output and the three default input channels, whose key predates both) the outputs and the channels."""
     key = f"{len(records)}:{records[0].patient_id if records else ''}:{records[-1].patient_id if records else ''}:{spec.size}"
-    return key if tuple(outputs) == ("roi",) else f"{key}:{','.join(outputs)}"
+    key = key if tuple(outputs) == ("roi",) else f"{key}:{','.join(outputs)}"
+    return key if tuple(spec.channels) == InputSpec().channels else f"{key}:in={','.join(spec.channels)}"
 
 
 def cached_arrays(records: list[PatientRecord], spec: InputSpec, settings: Settings, cache: Path,
@@ -143,7 +144,8 @@ def cached_arrays(records: list[PatientRecord], spec: InputSpec, settings: Setti
     key = cache_key(records, spec, outputs)
     if cache.is_file():
         with np.load(cache, allow_pickle=False) as z:
-            if str(z["key"]) == key and z["targets"].shape[1] == len(outputs):
+            if (str(z["key"]) == key and z["targets"].shape[1] == len(outputs)
+                    and z["inputs"].shape[1] == len(spec.channels)):
                 return ArrayDataset(z["inputs"], z["targets"], tuple(str(p) for p in z["patient_ids"]))
     data = build_arrays(records, spec, settings, outputs)
     cache.parent.mkdir(parents=True, exist_ok=True)

@@ -27,6 +27,8 @@ ARCHITECTURES = ("unet_resnext50", "unet_plain")
 OUTPUT_NAMES = ("roi", "liver")
 #: The segmentation head's tensors (smp U-Net, plain U-Net): one output channel per entry of ``outputs``.
 HEAD_KEYS = ("segmentation_head.0.weight", "segmentation_head.0.bias", "head.weight", "head.bias")
+#: The first convolution (smp ResNeXt encoder, plain U-Net): one input plane per entry of ``input.channels``.
+FIRST_CONV_KEYS = ("encoder.conv1.weight", "down.0.0.weight")
 
 
 class WeightsError(RuntimeError):
@@ -161,6 +163,37 @@ def adapt_head(state: dict[str, torch.Tensor], old_outputs: tuple[str, ...],
         return state
     source = torch.tensor([old_outputs.index(n) if n in old_outputs else 0 for n in new_outputs])
     return {k: v.index_select(0, source.to(v.device)).clone() if k in HEAD_KEYS else v for k, v in state.items()}
+
+
+def adapt_input(state: dict[str, torch.Tensor], old_channels: tuple[str, ...],
+                new_channels: tuple[str, ...]) -> dict[str, torch.Tensor]:
+    """A state dict of a network fed ``old_channels`` made to fit one fed ``new_channels`` (for fine-tuning).
+
+    Only the first convolution (:data:`FIRST_CONV_KEYS`) changes: each input plane keeps the weights of the old
+    channel of the same name, and a channel the old network did not have (e.g. the magnitude image) starts with
+    zero weights, so the widened network computes exactly what the old one did until training moves them.
+    Every old channel must still be an input (a channel cannot be dropped without changing what was learned).
+    """
+    old_channels, new_channels = tuple(old_channels), tuple(new_channels)
+    if old_channels == new_channels:
+        return state
+    missing = [c for c in old_channels if c not in new_channels]
+    if missing:
+        raise ValueError(f"cannot drop input channel(s) {missing}: the new input {new_channels} must contain "
+                         f"every channel of the old {old_channels}")
+    out = dict(state)
+    for key in FIRST_CONV_KEYS:
+        if key not in state:
+            continue
+        w = state[key]
+        if w.shape[1] != len(old_channels):
+            raise ValueError(f"{key} has {w.shape[1]} input planes, the old input names {len(old_channels)}")
+        new = torch.zeros((w.shape[0], len(new_channels), *w.shape[2:]), dtype=w.dtype, device=w.device)
+        for i, name in enumerate(new_channels):
+            if name in old_channels:
+                new[:, i] = w[:, old_channels.index(name)]
+        out[key] = new
+    return out
 
 
 def pick_device(preference: str = "auto") -> torch.device:

@@ -384,11 +384,12 @@ def write_site_card(weights_dir: Path, name: str, parts: dict[str, list[Labelled
     path.write_text(json.dumps(doc, indent=2) + "\n")
 
 
-def train_config(params: SiteTrainParams, arch: str, size: int, init: str, plain_base_channels: int = 32
-                 ) -> TrainConfig:
-    """The run's hyper-parameters (module docstring: why these); the network's shape is the starting model's."""
+def train_config(params: SiteTrainParams, arch: str, size: int, init: str, plain_base_channels: int = 32,
+                 channels: tuple[str, ...] = InputSpec().channels) -> TrainConfig:
+    """The run's hyper-parameters (module docstring: why these); the network's shape (architecture, input
+    size and channels) is the starting model's."""
     return TrainConfig(arch=arch, input_size=size, epochs=params.epochs, batch=params.batch,
-                       plain_base_channels=plain_base_channels,
+                       plain_base_channels=plain_base_channels, channels=tuple(channels),
                        micro_batch=params.micro_batch, optimizer="adamw", lr=params.lr, weight_decay=1e-4,
                        seed=params.seed, augment=True, augment_style="full", bf16=params.bf16, loss="bce_dice",
                        lr_schedule="cosine", init_weights=init)

@@ -21,6 +21,13 @@ product can keep the ROI inside one liver region. The loss is the sum of the per
 (:data:`OUTPUT_LOSS_WEIGHTS`); the best epoch is still picked by the ROI channel's validation Dice, and the
 liver channel's Dice is logged as ``val_dice_liver``. ``--init-weights`` from a single-output model copies its
 ROI head into every new channel (:func:`~mre_core.model.network.adapt_head`).
+
+The magnitude image as a fourth input (``--channels kpa_confident,confidence,kpa_known,magnitude``): the anatomy a
+reader draws on. ``--init-weights`` from a three-channel model widens its first convolution with zero weights for
+the new plane (:func:`~mre_core.model.network.adapt_input`), so training starts from exactly the old network. The
+magnitude plane gets its own augmentation (``Augmenter.magnitude_channels``: contrast, gamma, bias field, blur,
+noise, texture) and is zeroed for a share :data:`MAGNITUDE_DROPOUT` of the slices, so an exam without a paired
+magnitude image still gets an ROI from the elastogram alone.
 """
 
 from __future__ import annotations
@@ -40,13 +47,18 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from mre_core.analysis.preprocess import InputSpec
+from mre_core.analysis.preprocess import KNOWN_CHANNELS, MAGNITUDE_CHANNEL, InputSpec
 from mre_core.config import Settings
 from mre_core.model.dataset import ArrayDataset, cached_arrays, cohort_records, patient_split
-from mre_core.model.network import ModelConfig, adapt_head, build_model, check_outputs, pick_device, save_weights
+from mre_core.model.network import (ModelConfig, adapt_head, adapt_input, build_model, check_outputs, pick_device,
+                                    save_weights)
 
 #: Weight of each output's loss in the sum (two-output training).
 OUTPUT_LOSS_WEIGHTS = {"roi": 1.0, "liver": 1.0}
+
+
+#: Share of training slices whose magnitude plane is zeroed (an exam may come without a paired magnitude image).
+MAGNITUDE_DROPOUT = 0.25
 
 
 @dataclass(frozen=True)
@@ -73,6 +85,7 @@ class TrainConfig:
     init_weights: str = ""  #: "" = from scratch; else "<weights dir>/<name>" to fine-tune from (its SHA-256 is recorded)
     lr_schedule: str = "constant"  #: "constant" (the paper) or "cosine" (lr x 0.5(1 + cos(pi epoch / epochs)))
     outputs: tuple[str, ...] = ("roi",)  #: network outputs: ("roi",) or ("roi", "liver") (target channels in order)
+    channels: tuple[str, ...] = InputSpec().channels  #: input channels (preprocess); add "magnitude" for the anatomy
 
 
 def set_seed(seed: int) -> None:
@@ -187,14 +200,33 @@ def validate_outputs(net: torch.nn.Module, data: ArrayDataset, device: torch.dev
     return out
 
 
-def full_augment(x: torch.Tensor, y: torch.Tensor, seed: int, epoch: int,
-                 step: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """:class:`mre_core.model.augment.Augmenter` on a CPU batch; random stream = f(seed, epoch, step) only."""
+def full_augment(x: torch.Tensor, y: torch.Tensor, seed: int, epoch: int, step: int,
+                 magnitude_channels: tuple[int, ...] = ()) -> tuple[torch.Tensor, torch.Tensor]:
+    """:class:`mre_core.model.augment.Augmenter` on a CPU batch; random stream = f(seed, epoch, step) only.
+    ``magnitude_channels``: the input planes holding the magnitude image (their own augmentation and dropout)."""
     from mre_core.model.augment import Augmenter
 
     rng = np.random.default_rng([int(seed), 2, int(epoch), int(step)])
-    xa, ya = Augmenter()(x.numpy(), y.numpy(), rng)
+    xa, ya = Augmenter(magnitude_channels=magnitude_channels)(x.numpy(), y.numpy(), rng)
     return torch.from_numpy(xa), torch.from_numpy(ya)
+
+
+def magnitude_planes(channels: tuple[str, ...]) -> tuple[int, ...]:
+    """Indices of the magnitude input planes among ``channels``."""
+    return tuple(i for i, c in enumerate(channels) if c == MAGNITUDE_CHANNEL)
+
+
+def drop_magnitude(x: torch.Tensor, planes: tuple[int, ...], gen: torch.Generator,
+                   p: float = MAGNITUDE_DROPOUT) -> torch.Tensor:
+    """The basic augmentation's magnitude dropout: each slice's magnitude planes zeroed with probability ``p``
+    (so a model still finds the ROI in an exam without a paired magnitude image)."""
+    if not planes:
+        return x
+    drop = torch.rand(x.shape[0], generator=gen) < p
+    x = x.clone()
+    for c in planes:
+        x[drop, c] = 0.0
+    return x
 
 
 class TrainingStopped(RuntimeError):
@@ -220,9 +252,10 @@ def train_epoch(net, opt, data: ArrayDataset, cfg: TrainConfig, device, gen: tor
         x = torch.from_numpy(data.inputs[idx].astype(np.float32))
         y = torch.from_numpy(data.targets[idx].astype(np.float32))
         if cfg.augment and cfg.augment_style == "full":
-            x, y = full_augment(x, y, cfg.seed, epoch, step)
+            x, y = full_augment(x, y, cfg.seed, epoch, step, magnitude_planes(cfg.channels))
         elif cfg.augment:
             x, y = augment(x, y, gen)
+            x = drop_magnitude(x, magnitude_planes(cfg.channels), gen)
         x, y = x.to(device), y.to(device)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.bf16):
             logits = net(x)
@@ -249,7 +282,7 @@ def load_data(data_dir: Path | list[Path], cfg: TrainConfig, out: Path,
               settings: Settings) -> tuple[ArrayDataset, ArrayDataset]:
     """Training and validation slices: the "train" split of each cohort folder, split by patient per folder
     (so every cohort style is in both parts); one cache file per folder and part."""
-    spec = InputSpec(size=cfg.input_size)
+    spec = InputSpec(size=cfg.input_size, channels=tuple(cfg.channels))
     parts: tuple[list[ArrayDataset], list[ArrayDataset]] = ([], [])
     folders = data_dirs(data_dir)
     for k, folder in enumerate(folders):
@@ -282,6 +315,8 @@ def initial_state(cfg: TrainConfig, model_cfg: ModelConfig) -> tuple[dict | None
 
     The checkpoint's checksum is verified (:func:`~mre_core.model.network.load_model`) and its architecture
     and input must match the run's, or training would silently start from a different network. When its
+    input adds channels (the magnitude image), the first convolution is widened with zero weights
+    (:func:`~mre_core.model.network.adapt_input`); when its
     outputs differ from the run's, the segmentation head is adapted (:func:`~mre_core.model.network.adapt_head`:
     a new output starts as a copy of the ROI channel)."""
     if not cfg.init_weights:
@@ -290,11 +325,13 @@ def initial_state(cfg: TrainConfig, model_cfg: ModelConfig) -> tuple[dict | None
 
     path = Path(cfg.init_weights)
     loaded = load_model(path.parent, path.name, "cpu")
-    if loaded.config.arch != model_cfg.arch or loaded.config.input.channels != model_cfg.input.channels:
+    old_channels, new_channels = loaded.config.input.channels, model_cfg.input.channels
+    if loaded.config.arch != model_cfg.arch or any(c not in new_channels for c in old_channels):
         raise ValueError(f"{cfg.init_weights}: architecture {loaded.config.arch} / channels "
-                         f"{loaded.config.input.channels} differ from this run's {model_cfg.arch} / "
-                         f"{model_cfg.input.channels}")
-    return adapt_head(loaded.net.state_dict(), loaded.config.outputs, model_cfg.outputs), loaded.version
+                         f"{old_channels} do not fit this run's {model_cfg.arch} / {new_channels} "
+                         "(the run may add input channels, not drop or rename them)")
+    state = adapt_input(loaded.net.state_dict(), old_channels, new_channels)
+    return adapt_head(state, loaded.config.outputs, model_cfg.outputs), loaded.version
 
 
 def train(data_dir: Path | list[Path], out: Path, cfg: TrainConfig, settings: Settings, export: Path | None = None,
@@ -330,7 +367,7 @@ def fit(train_data: ArrayDataset, val_data: ArrayDataset, out: Path, cfg: TrainC
         if data.targets.ndim != 4 or data.targets.shape[1] != len(outputs):
             raise ValueError(f"{part} targets have shape {data.targets.shape}, the run's outputs {outputs} need "
                              f"[N, {len(outputs)}, S, S]: build the arrays with the same outputs")
-    model_cfg = ModelConfig(name=name, arch=cfg.arch, input=InputSpec(size=cfg.input_size),
+    model_cfg = ModelConfig(name=name, arch=cfg.arch, input=InputSpec(size=cfg.input_size, channels=tuple(cfg.channels)),
                             plain_base_channels=cfg.plain_base_channels, outputs=outputs)
     net = build_model(model_cfg)
     init_state, init_version = initial_state(cfg, model_cfg)
@@ -428,6 +465,9 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
                    help="fine-tune from these weights (e.g. weights/unet_resnext50_32x4d) instead of from scratch")
     p.add_argument("--out", type=Path, help="run folder: checkpoint.pt, log.csv, caches (with --data)")
     p.add_argument("--arch", choices=("unet_resnext50", "unet_plain"), default=d.arch)
+    p.add_argument("--channels", type=parse_channels, default=d.channels, metavar="NAME[,NAME...]",
+                   help="input channels (default " + ",".join(d.channels) + "); add magnitude to feed the exam's "
+                        "magnitude image (fine-tuning from a model without it widens its first layer)")
     p.add_argument("--outputs", type=parse_outputs, default=d.outputs, metavar="roi[,liver]",
                    help="network outputs: roi (default) or roi,liver (also learn the liver, to keep the ROI "
                         "inside one liver region)")
@@ -461,6 +501,19 @@ def parse_outputs(text: str) -> tuple[str, ...]:
         return check_outputs([part.strip() for part in text.split(",") if part.strip()])
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def parse_channels(text: str) -> tuple[str, ...]:
+    """``"kpa_confident,confidence,kpa_known,magnitude"`` → a tuple (checked: known names, no repeats).
+
+    >>> parse_channels("kpa_confident, confidence, kpa_known, magnitude")[-1]
+    'magnitude'
+    """
+    out = tuple(part.strip() for part in text.split(",") if part.strip())
+    unknown = [c for c in out if c not in KNOWN_CHANNELS]
+    if not out or unknown or len(set(out)) != len(out):
+        raise argparse.ArgumentTypeError(f"input channels must name each of {KNOWN_CHANNELS} at most once, got {out}")
+    return out
 
 
 def run_from_store(args: argparse.Namespace) -> int:
@@ -508,7 +561,8 @@ def run_cli(args: argparse.Namespace) -> int:
                       augment=not args.no_augment, augment_style="full" if args.augment else "basic",
                       bf16=args.bf16, plain_base_channels=args.plain_base_channels,
                       max_patients=args.max_patients, loss=args.loss,
-                      lr_schedule=args.lr_schedule, init_weights=args.init_weights, outputs=args.outputs)
+                      lr_schedule=args.lr_schedule, init_weights=args.init_weights, outputs=args.outputs,
+                      channels=args.channels)
     if args.search:
         best = search(args.data, args.out / "search", cfg, settings, args.search, args.trial_epochs)
         cfg = replace(cfg, **best["best_params"])

@@ -99,7 +99,8 @@ def train_from_store(store, inbox, settings: Settings, params: SiteTrainParams, 
     elif params.init != "scratch":
         raise ValueError(f"init must be 'active' or 'scratch', got {params.init!r}")
     size = baseline.config.input.size
-    cfg = train_config(params, baseline.config.arch, size, init, baseline.config.plain_base_channels)
+    cfg = train_config(params, baseline.config.arch, size, init, baseline.config.plain_base_channels,
+                       baseline.config.input.channels)
     spec = replace(baseline.config.input, size=size)
     train_data, val_data = arrays_for(parts["train"], spec), arrays_for(parts["val"], spec)
     name = params.name or (f"site_job{job_id}" if job_id is not None else time.strftime("site_%Y%m%d_%H%M%S"))

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Issue "A segmentation that finds the liver on data it was not trained on": the magnitude image as a fourth
+# input channel (the anatomy a reader draws on; the elastogram does not show the liver's edge), with the liver
+# output of tools/train_liver.sh. Same data, recipe and schedule as tools/train_physics.sh / train_liver.sh
+# (AdamW 3e-4, cosine, BCE + Dice, --augment, bf16, 256²), fine-tuned from the shipped three-channel,
+# single-output weights: the first convolution is widened with zero weights for the magnitude plane
+# (mre_core/model/network.py: adapt_input) and the liver channel starts as a copy of the ROI channel, so
+# training starts from exactly the shipped network. The magnitude plane has its own augmentation and is zeroed
+# for a quarter of the slices (mre_core/model/augment.py, MAGNITUDE_DROPOUT in train.py).
+# Resumable: run it again after an interruption. Each finished epoch's checkpoint is kept as $RUN/epoch<N>.pt
+# so every epoch can be measured on the safety validation set (tools/select_checkpoint.py states the rule)
+# before anything is measured on the unseen styles.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. tools/train_cohorts.sh
+RUN=${RUN:-runs/magnitude_ft}
+EPOCHS=${EPOCHS:-4}
+mkdir -p "$RUN"
+RESUME=""
+[ -f "$RUN/checkpoint.pt" ] && RESUME="--resume"
+( # keep each epoch's checkpoint as it is written
+  while sleep 20; do
+    [ -f "$RUN/log.csv" ] || continue
+    n=$(($(wc -l < "$RUN/log.csv") - 1))
+    [ "$n" -ge 1 ] && [ ! -f "$RUN/epoch$n.pt" ] && cp "$RUN/checkpoint.pt" "$RUN/epoch$n.pt.tmp" && mv "$RUN/epoch$n.pt.tmp" "$RUN/epoch$n.pt"
+  done ) &
+WATCH=$!
+trap 'kill $WATCH 2>/dev/null || true' EXIT
+$PY -m mre_core train --data "$PHYS" --data "$LEGACY" --out "$RUN" --arch unet_resnext50 --name "$NAME" \
+    --channels kpa_confident,confidence,kpa_known,magnitude --outputs roi,liver --init-weights weights/$NAME \
+    --epochs "$EPOCHS" --batch 8 --micro-batch 8 --optimizer adamw --lr 3e-4 --weight-decay 1e-4 \
+    --lr-schedule cosine --loss bce_dice --augment --bf16 --input-size 256 \
+    --device "$DEVICE" --export "$RUN/weights" $RESUME
+sleep 25  # the watcher copies the last epoch
