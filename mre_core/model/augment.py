@@ -126,7 +126,7 @@ class Augmenter:
         for c, m in self.masked_by:
             if c < x.shape[0] and m < x.shape[0]:
                 x[c] = np.where(x[m] > 0, x[c], 0.0)
-        for c in self.magnitude_channels:  # after every other draw, so the default input's stream is unchanged
+        for c in self.magnitude_channels:  # after the slice's other draws: its other planes are augmented as without
             if c < x.shape[0]:
                 x[c] = self.magnitude(x[c], rng)
         return np.clip(x, 0.0, 1.0).astype(np.float32), y
