@@ -153,6 +153,13 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.configure_parser(p)
     p.set_defaults(func=evaluate.run_cli)
 
+    from mre_core.model import ranges
+
+    p = sub.add_parser("input-ranges", help="record in a weights card the range of each input descriptor over its "
+                                            "training studies (exams outside them are flagged)")
+    ranges.configure_parser(p)
+    p.set_defaults(func=ranges.run_cli)
+
     from mre_core.workflow import listener
 
     p = sub.add_parser("listen", help="DICOM listener: analyse studies sent from the scanner or PACS")

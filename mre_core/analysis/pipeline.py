@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from mre_core.analysis.guardrails import liver_region, main_region, margin_px, restricted_probability, roi_warnings
+from mre_core.analysis.input_check import describe, ranges_from_card, unlike_training
 from mre_core.analysis.preprocess import model_input, to_native_grid, uses_magnitude
 from mre_core.analysis.segment import final_roi, min_area_px, run_network_maps
 from mre_core.analysis.staging import StageResult
@@ -51,6 +52,8 @@ class StudyResult:
     device: str
     settings: Settings
     timings_s: dict[str, float] = field(default_factory=dict)  #: per stage: preprocess, model, post, stiffness
+    #: why the exam is unlike the model's training data (``QcFlag.INPUT_UNLIKE_TRAINING``), one sentence each
+    input_notes: tuple[str, ...] = ()
 
     @property
     def patient_id(self) -> str:
@@ -182,7 +185,7 @@ def analyze_study_keeping_maps(study: StudyInput, model: LoadedModel, settings: 
     results = [slice_result(e, roi_probability(m), threshold, settings) for e, m in zip(slices, native)]
     timings["post"] = time.perf_counter() - t
     result = finish_study(study, results, settings, model.config.name, model.sha256, str(model.device), timings)
-    return with_magnitude_flag(with_marking_flag(result), model), native, float(threshold)
+    return with_input_check(with_magnitude_flag(with_marking_flag(result), model), model), native, float(threshold)
 
 
 def analyze_study_keeping_probabilities(study: StudyInput, model: LoadedModel, settings: Settings
@@ -209,6 +212,34 @@ def confidence_fraction(study: StudyInput) -> float:
     body = sum(int(np.isfinite(e.kpa).sum()) for e in study.series.slices)
     region = sum(int(e.confidence.sum()) for e in study.series.slices)
     return region / body if body else 0.0
+
+
+#: Study flags that come from the model and its input (not from the ROI): kept when a reader edits the ROIs.
+MODEL_INPUT_FLAGS = (QcFlag.NO_MAGNITUDE_IMAGE, QcFlag.INPUT_UNLIKE_TRAINING)
+
+
+def with_model_input_flags(result: StudyResult, automatic: StudyResult) -> StudyResult:
+    """``result`` (e.g. after the reader's edits) with the automatic result's :data:`MODEL_INPUT_FLAGS` and
+    input notes: what the model was given does not change when the ROI does."""
+    carried = [f for f in automatic.stiffness.qc_flags if f in MODEL_INPUT_FLAGS and f not in result.stiffness.qc_flags]
+    if not carried and result.input_notes == automatic.input_notes:
+        return result
+    return replace(result, stiffness=replace(result.stiffness, qc_flags=(*result.stiffness.qc_flags, *carried)),
+                   input_notes=automatic.input_notes)
+
+
+def with_input_check(result: StudyResult, model: LoadedModel) -> StudyResult:
+    """Add ``INPUT_UNLIKE_TRAINING`` and the reasons (``input_notes``) when a descriptor of the exam lies outside
+    the range the model's weights card records for its training studies (:mod:`mre_core.analysis.input_check`);
+    a model without recorded ranges is not checked."""
+    ranges = ranges_from_card(model.config.card)
+    notes = unlike_training(describe(result.study), ranges) if ranges else ()
+    if not notes:
+        return result
+    flags = result.stiffness.qc_flags
+    if QcFlag.INPUT_UNLIKE_TRAINING not in flags:
+        flags = (*flags, QcFlag.INPUT_UNLIKE_TRAINING)
+    return replace(result, stiffness=replace(result.stiffness, qc_flags=flags), input_notes=notes)
 
 
 def with_magnitude_flag(result: StudyResult, model: LoadedModel) -> StudyResult:

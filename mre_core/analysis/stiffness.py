@@ -35,6 +35,7 @@ class QcFlag(str, Enum):
     ROI_UNCERTAIN = "roi_uncertain"
     ROI_OFF_LIVER_SIDE = "roi_off_liver_side"
     NO_MAGNITUDE_IMAGE = "no_magnitude_image"
+    INPUT_UNLIKE_TRAINING = "input_unlike_training"
 
     @property
     def explanation(self) -> str:
@@ -66,6 +67,9 @@ _EXPLANATIONS = {
     QcFlag.NO_MAGNITUDE_IMAGE: "The model reads the exam's magnitude image (the anatomy), but no magnitude image was "
                                "paired with some slices: their automatic ROI was found from the elastogram alone. "
                                "Check those ROIs (the series' magnitude rule says why none was paired).",
+    QcFlag.INPUT_UNLIKE_TRAINING: "Input unlike the model's training data — check the automatic ROI: the exam's field "
+                                  "of view, pixel size, stiffness or confidence coverage lies outside the range of "
+                                  "the studies the model was trained on (the study's input notes say which).",
 }
 
 #: A study whose confidence region covers less than this share of the body section is flagged

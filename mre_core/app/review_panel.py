@@ -294,8 +294,10 @@ def study_summary(auto: StudyResult, reviewed: StudyResult, edits: ReviewEdits, 
     _summary_metrics(auto, reviewed, edits)
     flags = reviewed.qc_flags
     if flags:
-        st.warning("**Quality control**\n\n" + "\n".join(f"- **{f.value}**: {f.explanation}" for f in flags),
-                   icon=":material/warning:")
+        notes = "".join(f"\n  - {n}" for n in reviewed.input_notes)
+        st.warning("**Quality control**\n\n" + "\n".join(
+            f"- **{f.value}**: {f.explanation}" + (notes if f.value == "input_unlike_training" else "")
+            for f in flags), icon=":material/warning:")
     else:
         st.success("Quality control: no flags.", icon=":material/check_circle:")
     caption = rst.unsaved_review_caption(status, edits.describe(slice_label_map(auto)), auto.stiffness_kpa,

@@ -39,6 +39,7 @@ from mre_core.analysis.pipeline import (
     measure_slice,
     slice_result,
     with_marking_flag,
+    with_model_input_flags,
 )
 from mre_core.analysis.guardrails import UNRELIABLE
 from mre_core.analysis.segment import adjust_roi
@@ -275,7 +276,7 @@ def apply_edits(rs: ReviewableStudy, edits: ReviewEdits, settings: Settings | No
     new = [_edited_slice(rs, i, edits, settings) for i in range(len(base.slices))]
     timings = {k: v for k, v in base.timings_s.items() if k != "stiffness"}
     result = finish_study(base.study, new, settings, base.model_name, base.model_sha256, base.device, timings)
-    return with_marking_flag(result)
+    return with_model_input_flags(with_marking_flag(result), base)
 
 
 def slice_probability(rs: ReviewableStudy, sop_uid: str) -> np.ndarray:

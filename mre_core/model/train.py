@@ -336,13 +336,17 @@ def initial_state(cfg: TrainConfig, model_cfg: ModelConfig) -> tuple[dict | None
 
 def train(data_dir: Path | list[Path], out: Path, cfg: TrainConfig, settings: Settings, export: Path | None = None,
           resume: bool = False, name: str = "unet_resnext50_32x4d", show_progress: bool = True) -> dict:
-    """Train (or resume) on phantom cohort folders, checkpoint every epoch, export the best-Dice model; returns the
-    training record."""
+    """Train (or resume) on phantom cohort folders, checkpoint every epoch, export the best-Dice model with the
+    input ranges of its training studies (:mod:`mre_core.model.ranges`); returns the training record."""
     out.mkdir(parents=True, exist_ok=True)
     set_seed(cfg.seed)
     train_data, val_data = load_data(data_dir, cfg, out, settings)
     record = fit(train_data, val_data, out, cfg, settings, export=export, resume=resume, name=name,
                  show_progress=show_progress, data_label=", ".join(str(d) for d in data_dirs(data_dir)))
+    if export is not None and (Path(export) / f"{name}.json").is_file():
+        from mre_core.model.ranges import record_input_ranges
+
+        record_input_ranges(export, name, data_dirs(data_dir), settings, "train")  # mre_core.analysis.input_check
     return record
 
 

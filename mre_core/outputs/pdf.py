@@ -284,6 +284,8 @@ def _lower_blocks(result: StudyResult, width: float, reviewer: str, comment: str
                   status: str) -> list[_Block]:
     flags = result.qc_flags
     qc = " ".join(f"{f.value} — {f.explanation}" for f in flags) if flags else "none"
+    if result.input_notes:
+        qc += " Input notes: " + "; ".join(result.input_notes) + "."
     first = result.study.series.slices[0] if result.study.series.slices else None
     profile = "unknown"
     if first is not None:

@@ -144,8 +144,12 @@ def _person_name(name: str) -> str:
     return name if "^" in name else f"{name[:63]}^"
 
 
-def _qc_texts(flags: tuple[QcFlag, ...]) -> list[hd.sr.TextContentItem]:
-    return [_text(QC_FLAG, f"{f.value}: {f.explanation}") for f in flags]
+def _qc_texts(flags: tuple[QcFlag, ...], input_notes: tuple[str, ...] = ()) -> list[hd.sr.TextContentItem]:
+    """One text item per flag; the input-unlike-training flag also says which descriptor (``input_notes``)."""
+    def text(f: QcFlag) -> str:
+        notes = f" ({'; '.join(input_notes)})" if f == QcFlag.INPUT_UNLIKE_TRAINING and input_notes else ""
+        return f"{f.value}: {f.explanation}{notes}"
+    return [_text(QC_FLAG, text(f)) for f in flags]
 
 
 def cutoff_text(table: StagingTable) -> str:
@@ -270,7 +274,7 @@ def _study_group(result: StudyResult, used_headers: list[tuple[Dataset, list[int
     texts += [_text(READING_RULE, f"{what}: {rule}") for what, rule in
               (("series", series.series_rule), ("unit", series.unit_rule), ("confidence", series.confidence_rule))
               if rule]
-    group[0].ContentSequence.extend(texts + _qc_texts(result.qc_flags))
+    group[0].ContentSequence.extend(texts + _qc_texts(result.qc_flags, result.input_notes))
     return group
 
 
