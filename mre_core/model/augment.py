@@ -16,6 +16,9 @@ Why each transform (what varies between scanners, sites and patients, and what m
 * **small elastic deformation** (one smooth field for image and target; bilinear for the image,
   nearest for the target): organ shapes vary beyond rigid motion;
 * **small rotation / zoom / shift**: patient position and size.
+* **a coarse stored grid** (``p_coarse_grid``): scanners store elastograms at the acquired matrix (64-128) or
+  interpolated (256); every plane is area-averaged to a grid 0.35-1 times as fine and brought back bilinearly,
+  as :func:`mre_core.analysis.preprocess.model_input` enlarges a coarse stored matrix. Drawn last.
 * **the magnitude image** (``magnitude_channels``, when the model reads it) varies in ways stiffness does not:
   its intensities have no unit (contrast and **gamma**: T1/T2* weighting, sequence, scanner), the receive coils
   make a smooth **bias field** (multiplicative, a few cm to the whole section), low acquired matrices **blur** it,
@@ -41,7 +44,7 @@ import numpy as np
 
 Range = tuple[float, float]
 
-__all__ = ["Augmenter", "bias_field", "intensity_scale_shift", "gamma", "gaussian_blur", "gaussian_noise", "warp_maps",
+__all__ = ["Augmenter", "bias_field", "coarse_grid", "intensity_scale_shift", "gamma", "gaussian_blur", "gaussian_noise", "warp_maps",
            "elastic_field", "remap_pair"]
 
 
@@ -86,6 +89,8 @@ class Augmenter:
     texture_sigma: Range = (0.004, 0.015)  #: fraction of S
     p_ghost: float = 0.2
     ghost_amplitude: Range = (0.05, 0.2)
+    p_coarse_grid: float = 0.3
+    coarse_grid: Range = (0.35, 1.0)  #: stored matrix / model grid (256: 90-256 stored pixels across)
 
     def __call__(self, x: np.ndarray, y: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         """Augment a batch; returns new arrays (``x`` float32, ``y`` in its own dtype), shapes unchanged."""
@@ -129,6 +134,8 @@ class Augmenter:
         for c in self.magnitude_channels:  # after the slice's other draws: its other planes are augmented as without
             if c < x.shape[0]:
                 x[c] = self.magnitude(x[c], rng)
+        if self.p_coarse_grid > 0 and rng.uniform() < self.p_coarse_grid:  # last: the earlier draws are unchanged
+            x = coarse_grid(x, u(self.coarse_grid))
         return np.clip(x, 0.0, 1.0).astype(np.float32), y
 
     def magnitude(self, m: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -191,6 +198,17 @@ def gaussian_noise(img: np.ndarray, sd: float, rng: np.random.Generator,
     support = img > 0 if support is None else support
     noise = rng.normal(0.0, sd, img.shape[-2:]).astype(np.float32)
     return np.where(support, np.clip(img + noise, 0.0, 1.0), img).astype(np.float32)
+
+
+def coarse_grid(x: np.ndarray, factor: float) -> np.ndarray:
+    """Every plane of ``x`` [C, S, S] as if stored on a grid ``factor`` times as fine (area-averaged down, then
+    bilinear back up, as the model input is made from a coarse stored matrix)."""
+    size = x.shape[-2:]
+    small = (max(8, int(round(size[1] * factor))), max(8, int(round(size[0] * factor))))
+    if small[0] >= size[1] and small[1] >= size[0]:
+        return x.astype(np.float32)
+    return np.stack([cv2.resize(cv2.resize(p.astype(np.float32), small, interpolation=cv2.INTER_AREA),
+                                (size[1], size[0]), interpolation=cv2.INTER_LINEAR) for p in x]).astype(np.float32)
 
 
 def bias_field(rng: np.random.Generator, size: tuple[int, int], log_sd: float, scale_px: float) -> np.ndarray:

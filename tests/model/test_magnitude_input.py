@@ -147,8 +147,9 @@ def test_magnitude_augmentation_leaves_the_other_channels_draws_unchanged() -> N
     x, y = _batch()
     changed = 0
     for seed in range(6):  # per slice: the magnitude's draws come after the slice's other draws
-        plain_x, plain_y = Augmenter().one(x[0], y[0], np.random.default_rng(seed))
-        mag_x, mag_y = Augmenter(magnitude_channels=(3,)).one(x[0], y[0], np.random.default_rng(seed))
+        plain_x, plain_y = Augmenter(p_coarse_grid=0.0).one(x[0], y[0], np.random.default_rng(seed))
+        mag_x, mag_y = Augmenter(magnitude_channels=(3,), p_coarse_grid=0.0).one(x[0], y[0],
+                                                                                 np.random.default_rng(seed))
         assert np.array_equal(plain_x[:3], mag_x[:3]) and np.array_equal(plain_y, mag_y)
         assert mag_x.min() >= 0.0 and mag_x.max() <= 1.0
         changed += not np.array_equal(plain_x[3], mag_x[3])  # the magnitude plane itself was augmented
@@ -157,7 +158,7 @@ def test_magnitude_augmentation_leaves_the_other_channels_draws_unchanged() -> N
 
 def test_magnitude_dropout_zeroes_about_a_quarter_of_the_planes_and_keeps_the_rest_scaled() -> None:
     x, y = _batch(n=400, size=32)
-    aug = Augmenter(magnitude_channels=(3,))
+    aug = Augmenter(magnitude_channels=(3,), p_coarse_grid=0.0)
     out, _ = aug(x, y, np.random.default_rng(3))
     dropped = ~out[:, 3].reshape(len(out), -1).any(axis=1)
     # binomial(400, 0.25): mean 100, SD 8.7; +-4 SD
@@ -170,6 +171,23 @@ def test_magnitude_dropout_zeroes_about_a_quarter_of_the_planes_and_keeps_the_re
     # an all-zero plane (an exam without magnitude) stays zero
     x[:, 3] = 0.0
     assert not aug(x[:20], y[:20], np.random.default_rng(4))[0][:, 3].any()
+
+
+def test_a_coarse_stored_grid_is_simulated_on_every_plane_last() -> None:
+    from mre_core.model.augment import coarse_grid
+
+    x, y = _batch(n=1, size=64)
+    out = coarse_grid(x[0], 0.25)  # 16 pixels across, back to 64
+    assert out.shape == x[0].shape and out.dtype == np.float32
+    # pixel-scale detail is gone (the noise of the stiffness planes), the image's mean is kept
+    def detail(a: np.ndarray) -> float:
+        return float(np.abs(np.diff(a, axis=-1)).mean())
+    assert detail(out[2]) < 0.5 * detail(x[0, 2]) and abs(float(out.mean() - x[0].mean())) < 0.01
+    assert np.array_equal(coarse_grid(x[0], 1.0), x[0])
+    # the draw comes after every other one: with it off, the rest of the slice is augmented the same
+    on = Augmenter(p_coarse_grid=1.0).one(x[0], y[0], np.random.default_rng(2))
+    off = Augmenter(p_coarse_grid=0.0).one(x[0], y[0], np.random.default_rng(2))
+    assert np.array_equal(on[1], off[1]) and not np.array_equal(on[0], off[0])
 
 
 def test_basic_augmentation_drops_the_magnitude_plane_too() -> None:
