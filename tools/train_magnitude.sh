@@ -3,9 +3,10 @@
 # input channel (the anatomy a reader draws on; the elastogram does not show the liver's edge), with the liver
 # output of tools/train_liver.sh. Same data, recipe and schedule as tools/train_physics.sh / train_liver.sh
 # (AdamW 3e-4, cosine, BCE + Dice, --augment, bf16, 256²), fine-tuned from the shipped three-channel,
-# single-output weights: the first convolution is widened with zero weights for the magnitude plane
-# (mre_core/model/network.py: adapt_input) and the liver channel starts as a copy of the ROI channel, so
-# training starts from exactly the shipped network. The magnitude plane has its own augmentation and is zeroed
+# single-output weights: the first convolution is widened for the magnitude plane with the mean of the other
+# channels' weights (mre_core/model/network.py: adapt_input; zero weights, tried first, left the plane almost
+# unused after two epochs) and the liver channel starts as a copy of the ROI channel. The magnitude plane has its
+# own augmentation and is zeroed
 # for a quarter of the slices (mre_core/model/augment.py, MAGNITUDE_DROPOUT in train.py).
 # Resumable: run it again after an interruption. Each finished epoch's checkpoint is kept as $RUN/epoch<N>.pt
 # so every epoch can be measured on the safety validation set (tools/select_checkpoint.py states the rule)

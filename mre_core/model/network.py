@@ -165,15 +165,24 @@ def adapt_head(state: dict[str, torch.Tensor], old_outputs: tuple[str, ...],
     return {k: v.index_select(0, source.to(v.device)).clone() if k in HEAD_KEYS else v for k, v in state.items()}
 
 
+#: How :func:`adapt_input` starts the weights of an input channel the old network did not have.
+NEW_CHANNEL_INITS = ("zero", "mean")
+
+
 def adapt_input(state: dict[str, torch.Tensor], old_channels: tuple[str, ...],
-                new_channels: tuple[str, ...]) -> dict[str, torch.Tensor]:
+                new_channels: tuple[str, ...], init: str = "zero") -> dict[str, torch.Tensor]:
     """A state dict of a network fed ``old_channels`` made to fit one fed ``new_channels`` (for fine-tuning).
 
     Only the first convolution (:data:`FIRST_CONV_KEYS`) changes: each input plane keeps the weights of the old
-    channel of the same name, and a channel the old network did not have (e.g. the magnitude image) starts with
-    zero weights, so the widened network computes exactly what the old one did until training moves them.
-    Every old channel must still be an input (a channel cannot be dropped without changing what was learned).
+    channel of the same name. A channel the old network did not have (e.g. the magnitude image) starts with
+    ``init``: ``"zero"`` weights (the widened network computes exactly what the old one did until training moves
+    them) or the ``"mean"`` of the old channels' weights (as timm's ``adapt_input_conv`` starts extra channels:
+    the new plane is seen from the first step; on the magnitude fine-tune, zero weights stayed at a tenth of the
+    other channels' norm after two epochs, docs/GENERALISATION.md). Every old channel must still be an input (a
+    channel cannot be dropped without changing what was learned).
     """
+    if init not in NEW_CHANNEL_INITS:
+        raise ValueError(f"unknown new-channel init {init!r}; choose one of {NEW_CHANNEL_INITS}")
     old_channels, new_channels = tuple(old_channels), tuple(new_channels)
     if old_channels == new_channels:
         return state
@@ -192,6 +201,8 @@ def adapt_input(state: dict[str, torch.Tensor], old_channels: tuple[str, ...],
         for i, name in enumerate(new_channels):
             if name in old_channels:
                 new[:, i] = w[:, old_channels.index(name)]
+            elif init == "mean":
+                new[:, i] = w.mean(dim=1)
         out[key] = new
     return out
 

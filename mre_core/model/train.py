@@ -23,8 +23,9 @@ liver channel's Dice is logged as ``val_dice_liver``. ``--init-weights`` from a 
 ROI head into every new channel (:func:`~mre_core.model.network.adapt_head`).
 
 The magnitude image as a fourth input (``--channels kpa_confident,confidence,kpa_known,magnitude``): the anatomy a
-reader draws on. ``--init-weights`` from a three-channel model widens its first convolution with zero weights for
-the new plane (:func:`~mre_core.model.network.adapt_input`), so training starts from exactly the old network. The
+reader draws on. ``--init-weights`` from a three-channel model widens its first convolution for the new plane
+(:func:`~mre_core.model.network.adapt_input`: by default with the mean of the old channels' weights, so the plane is
+seen from the first step; ``--new-channel-init zero`` starts from exactly the old network). The
 magnitude plane gets its own augmentation (``Augmenter.magnitude_channels``: contrast, gamma, bias field, blur,
 noise, texture) and is zeroed for a share :data:`MAGNITUDE_DROPOUT` of the slices, so an exam without a paired
 magnitude image still gets an ROI from the elastogram alone.
@@ -86,6 +87,7 @@ class TrainConfig:
     lr_schedule: str = "constant"  #: "constant" (the paper) or "cosine" (lr x 0.5(1 + cos(pi epoch / epochs)))
     outputs: tuple[str, ...] = ("roi",)  #: network outputs: ("roi",) or ("roi", "liver") (target channels in order)
     channels: tuple[str, ...] = InputSpec().channels  #: input channels (preprocess); add "magnitude" for the anatomy
+    new_channel_init: str = "mean"  #: fine-tuning with channels the start model lacks: "mean" or "zero" (adapt_input)
 
 
 def set_seed(seed: int) -> None:
@@ -315,8 +317,8 @@ def initial_state(cfg: TrainConfig, model_cfg: ModelConfig) -> tuple[dict | None
 
     The checkpoint's checksum is verified (:func:`~mre_core.model.network.load_model`) and its architecture
     and input must match the run's, or training would silently start from a different network. When its
-    input adds channels (the magnitude image), the first convolution is widened with zero weights
-    (:func:`~mre_core.model.network.adapt_input`); when its
+    input adds channels (the magnitude image), the first convolution is widened (``cfg.new_channel_init``,
+    :func:`~mre_core.model.network.adapt_input`); when its
     outputs differ from the run's, the segmentation head is adapted (:func:`~mre_core.model.network.adapt_head`:
     a new output starts as a copy of the ROI channel)."""
     if not cfg.init_weights:
@@ -330,7 +332,7 @@ def initial_state(cfg: TrainConfig, model_cfg: ModelConfig) -> tuple[dict | None
         raise ValueError(f"{cfg.init_weights}: architecture {loaded.config.arch} / channels "
                          f"{old_channels} do not fit this run's {model_cfg.arch} / {new_channels} "
                          "(the run may add input channels, not drop or rename them)")
-    state = adapt_input(loaded.net.state_dict(), old_channels, new_channels)
+    state = adapt_input(loaded.net.state_dict(), old_channels, new_channels, cfg.new_channel_init)
     return adapt_head(state, loaded.config.outputs, model_cfg.outputs), loaded.version
 
 
@@ -472,6 +474,9 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--channels", type=parse_channels, default=d.channels, metavar="NAME[,NAME...]",
                    help="input channels (default " + ",".join(d.channels) + "); add magnitude to feed the exam's "
                         "magnitude image (fine-tuning from a model without it widens its first layer)")
+    p.add_argument("--new-channel-init", choices=("mean", "zero"), default=d.new_channel_init,
+                   help="with --init-weights and a channel the start model lacks: its first-layer weights start as "
+                        "the mean of the other channels' (default) or zero (exactly the start model's output)")
     p.add_argument("--outputs", type=parse_outputs, default=d.outputs, metavar="roi[,liver]",
                    help="network outputs: roi (default) or roi,liver (also learn the liver, to keep the ROI "
                         "inside one liver region)")
@@ -566,7 +571,7 @@ def run_cli(args: argparse.Namespace) -> int:
                       bf16=args.bf16, plain_base_channels=args.plain_base_channels,
                       max_patients=args.max_patients, loss=args.loss,
                       lr_schedule=args.lr_schedule, init_weights=args.init_weights, outputs=args.outputs,
-                      channels=args.channels)
+                      channels=args.channels, new_channel_init=args.new_channel_init)
     if args.search:
         best = search(args.data, args.out / "search", cfg, settings, args.search, args.trial_epochs)
         cfg = replace(cfg, **best["best_params"])

@@ -95,6 +95,17 @@ def test_a_widened_network_computes_what_the_old_one_did(arch) -> None:
     assert torch.allclose(a, b, atol=1e-5)
 
 
+def test_the_mean_init_starts_the_new_channel_from_the_old_channels_mean_and_fine_tuning_uses_it() -> None:
+    cfg = ModelConfig(arch="unet_plain", plain_base_channels=4, input=InputSpec(size=64))
+    state = build_model(cfg).state_dict()
+    w = adapt_input(state, THREE, FOUR, "mean")["down.0.0.weight"]
+    assert torch.allclose(w[:, 3], state["down.0.0.weight"].mean(dim=1)) and w[:, 3].abs().sum() > 0
+    assert torch.equal(w[:, :3], state["down.0.0.weight"])
+    with pytest.raises(ValueError, match="init"):
+        adapt_input(state, THREE, FOUR, "random")
+    assert tr.TrainConfig().new_channel_init == "mean"
+
+
 def test_widening_keeps_channels_by_name_and_refuses_to_drop_one() -> None:
     cfg = ModelConfig(arch="unet_plain", plain_base_channels=4, input=InputSpec(size=64))
     state = build_model(cfg).state_dict()
@@ -113,9 +124,12 @@ def test_fine_tuning_from_the_shipped_weights_adds_the_magnitude_channel() -> No
     cfg = tr.TrainConfig(arch=shipped.config.arch, input_size=shipped.config.input.size, channels=FOUR,
                          outputs=("roi", "liver"), init_weights=str(DEFAULT_WEIGHTS_DIR / DEFAULT_MODEL_NAME))
     model_cfg = ModelConfig(arch=cfg.arch, input=InputSpec(size=cfg.input_size, channels=FOUR), outputs=cfg.outputs)
-    state, version = tr.initial_state(cfg, model_cfg)
+    state, version = tr.initial_state(replace(cfg, new_channel_init="zero"), model_cfg)
     assert version == shipped.version
     assert state["encoder.conv1.weight"].shape[1] == 4 and not state["encoder.conv1.weight"][:, 3].any()
+    mean_state, _ = tr.initial_state(cfg, model_cfg)  # the default: the mean of the shipped channels' weights
+    assert torch.allclose(mean_state["encoder.conv1.weight"][:, 3],
+                          shipped.net.state_dict()["encoder.conv1.weight"].mean(dim=1))
     # a run without one of the shipped channels is refused, not silently started from another network
     fewer = replace(model_cfg, input=InputSpec(size=cfg.input_size, channels=("kpa_confident", "confidence")))
     with pytest.raises(ValueError, match="drop"):
@@ -248,6 +262,8 @@ def test_cli_channels_flag() -> None:
     tr.configure_parser(p)
     assert p.parse_args([]).channels == THREE
     assert p.parse_args(["--channels", ",".join(FOUR)]).channels == FOUR
+    assert p.parse_args([]).new_channel_init == "mean"
+    assert p.parse_args(["--new-channel-init", "zero"]).new_channel_init == "zero"
     for bad in ("kpa_confident,phase", "kpa_known,kpa_known", ""):
         with pytest.raises(SystemExit):
             p.parse_args(["--channels", bad])
