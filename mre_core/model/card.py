@@ -177,6 +177,17 @@ def _postprocess_line(metrics: dict[str, Any]) -> str:
             "tuning cohort (seed 777, `tools/tune_roi_rules.py`), never on this test split (see `Settings`).")
 
 
+def input_range_lines(entry: dict) -> list[str]:
+    """The card's bullet on the input check (``QcFlag.INPUT_UNLIKE_TRAINING``): the ranges and where they came from."""
+    if not entry.get("ranges"):
+        return ["- **Input check**: no training ranges recorded, so no exam is flagged as unlike the training data "
+                "(`python -m mre_core input-ranges` records them)."]
+    parts = "; ".join(f"{k} {lo:.4g}–{hi:.4g}" for k, (lo, hi) in entry["ranges"].items())
+    return [f"- **Input check**: an exam with a descriptor outside its range over the {entry.get('n_studies', '?')} "
+            f"training studies ({entry.get('source', '?')}) is flagged `input_unlike_training`: {parts} "
+            "(`mre_core/analysis/input_check.py`)."]
+
+
 def render(main_dir: Path, baseline_dir: Path | None, weights_json: Path, card_path: Path, results_path: Path,
            figures_dir: Path, baseline_weights_json: Path | None = None) -> None:
     """Write MODEL_CARD.md and RESULTS.md from evaluation folders."""
@@ -245,7 +256,8 @@ def render(main_dir: Path, baseline_dir: Path | None, weights_json: Path, card_p
             f"- **Training data**: {card_info.get('training_data') or DEFAULT_TRAINING_DATA}",
             "- **Intended use**: research and decision support for liver MRE review; every ROI and value must be checked "
             "by a qualified reader. Not a certified medical device.",
-            "- **Limitations**: " + " ".join(card_info.get("limitations") or [DEFAULT_LIMITATION]), "",
+            "- **Limitations**: " + " ".join(card_info.get("limitations") or [DEFAULT_LIMITATION]),
+            *input_range_lines(card_info.get("input_ranges") or {}), "",
             *generalisation_lines(card_info.get("generalisation") or {}),
             "## Test metrics (228 synthetic patients; 95 % CI)", "",
             f"- Dice {_pct(test['segmentation']['overall'], 'dice')} %, IoU {_pct(test['segmentation']['overall'], 'iou')} %",
