@@ -172,7 +172,11 @@ def _postprocess_line(metrics: dict[str, Any]) -> str:
     pp = metrics.get("postprocess")
     if not pp:
         return "ROI post-processing settings were not recorded by this evaluation run."
-    return (f"ROI = model probability > {pp['threshold']:g} ∩ 95 % confidence region, pieces smaller than "
+    liver = ""
+    if "liver" in (metrics.get("outputs") or ()) and "liver_margin_mm" in pp:
+        liver = (f" ∩ the largest piece of the model's own liver output eroded by {pp['liver_margin_mm']:g} mm "
+                 "(`Settings.liver_margin_mm`, `mre_core/analysis/guardrails.py: liver_region`)")
+    return (f"ROI = model probability > {pp['threshold']:g} ∩ 95 % confidence region{liver}, pieces smaller than "
             f"{pp['min_component_area_mm2']:g} mm² removed. The piece size was chosen on a separate 60-patient "
             "tuning cohort (seed 777, `tools/tune_roi_rules.py`), never on this test split (see `Settings`).")
 
