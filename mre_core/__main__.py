@@ -56,6 +56,8 @@ def cmd_analyze(args: argparse.Namespace) -> int:
         stage = r.stage.stage.label if r.stage else "no stage"
         flags = ",".join(f.value for f in r.qc_flags) or "ok"
         print(f"{r.patient_id}\t{r.stiffness_kpa:.2f} kPa\t{stage}\tQC: {flags}")
+        for note in r.input_notes:
+            print(f"\t  input unlike the training data: {note}")
     if store is not None:
         print(f"results store {store.display_url}: {len(outcome.saved)} result(s) saved as 'auto' (awaiting review), "
               f"{len(outcome.unchanged)} unchanged since an earlier revision", file=sys.stderr)

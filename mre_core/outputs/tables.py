@@ -23,7 +23,7 @@ STUDY_COLUMNS: tuple[str, ...] = (
     "stiffness_kpa_area_weighted", "slice_cv", "stage", "significant_fibrosis", "staging_table", "qc_flags",
     "model_name", "model_sha256", "profile", "kpa_per_unit", "confidence_encoding", "device", "runtime_s",
     "patient_name", "study_date", "manufacturer", "series_description", "series_rule", "unit_rule",
-    "confidence_rule",
+    "confidence_rule", "input_notes",
 )  # fmt: skip
 SLICE_COLUMNS: tuple[str, ...] = (
     "patient_id", "study_uid", "series_uid", "slice_number", "sop_uid", "instance_number", "position_mm", "source",
@@ -84,6 +84,7 @@ def _study_row(result: StudyResult) -> dict[str, Any]:
         "significant_fibrosis": bool(staged.significant_fibrosis) if staged else None,
         "staging_table": staged.table if staged else result.settings.staging.name,
         "qc_flags": _flags(result.qc_flags),
+        "input_notes": "; ".join(result.input_notes),
         "model_name": result.model_name,
         "model_sha256": result.model_sha256,
         "profile": first.profile.value if first else "",

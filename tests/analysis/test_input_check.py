@@ -90,6 +90,10 @@ def test_an_exam_outside_the_training_ranges_is_flagged_with_the_reason(study, s
     assert QcFlag.INPUT_UNLIKE_TRAINING in flagged.qc_flags
     (note,) = flagged.input_notes
     assert note.startswith(f"field of view {d['field_of_view_mm']:.2f} mm")
+    from mre_core.outputs.tables import studies_table
+
+    row = studies_table([flagged, ok]).iloc
+    assert "input_unlike_training" in row[0]["qc_flags"] and row[0]["input_notes"] == note and row[1]["input_notes"] == ""
     # the flag is a warning, not a verdict: the measurement is the same
     assert flagged.stiffness_kpa == ok.stiffness_kpa and [s.roi.sum() for s in flagged.slices] == \
         [s.roi.sum() for s in ok.slices]
