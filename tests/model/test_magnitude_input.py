@@ -20,7 +20,7 @@ from mre_core.model import train as tr
 from mre_core.model.augment import Augmenter
 from mre_core.model.dataset import build_arrays, cache_key, cached_arrays, cohort_records, read_patient
 from mre_core.model.network import (FIRST_CONV_KEYS, ModelConfig, adapt_input, build_model, load_model,
-                                    save_weights)
+                                    save_weights, untrained_model)
 from mre_core.model.site import SiteTrainParams, train_config
 
 THREE = InputSpec().channels
@@ -119,21 +119,32 @@ def test_widening_keeps_channels_by_name_and_refuses_to_drop_one() -> None:
         adapt_input(state, THREE, ("kpa_confident", "confidence", MAGNITUDE_CHANNEL))
 
 
-def test_fine_tuning_from_the_shipped_weights_adds_the_magnitude_channel() -> None:
-    shipped = load_model(DEFAULT_WEIGHTS_DIR, DEFAULT_MODEL_NAME, "cpu")
-    cfg = tr.TrainConfig(arch=shipped.config.arch, input_size=shipped.config.input.size, channels=FOUR,
-                         outputs=("roi", "liver"), init_weights=str(DEFAULT_WEIGHTS_DIR / DEFAULT_MODEL_NAME))
-    model_cfg = ModelConfig(arch=cfg.arch, input=InputSpec(size=cfg.input_size, channels=FOUR), outputs=cfg.outputs)
+def test_fine_tuning_a_three_channel_model_adds_the_magnitude_channel(tmp_path) -> None:
+    three = ModelConfig(name="three", arch="unet_plain", plain_base_channels=4, input=InputSpec(size=64))
+    torch.manual_seed(2)
+    save_weights(build_model(three), three, tmp_path)
+    start = load_model(tmp_path, "three", "cpu")
+    cfg = tr.TrainConfig(arch="unet_plain", plain_base_channels=4, input_size=64, channels=FOUR,
+                         init_weights=str(tmp_path / "three"))
+    model_cfg = ModelConfig(arch="unet_plain", plain_base_channels=4, input=InputSpec(size=64, channels=FOUR))
     state, version = tr.initial_state(replace(cfg, new_channel_init="zero"), model_cfg)
-    assert version == shipped.version
-    assert state["encoder.conv1.weight"].shape[1] == 4 and not state["encoder.conv1.weight"][:, 3].any()
-    mean_state, _ = tr.initial_state(cfg, model_cfg)  # the default: the mean of the shipped channels' weights
-    assert torch.allclose(mean_state["encoder.conv1.weight"][:, 3],
-                          shipped.net.state_dict()["encoder.conv1.weight"].mean(dim=1))
-    # a run without one of the shipped channels is refused, not silently started from another network
-    fewer = replace(model_cfg, input=InputSpec(size=cfg.input_size, channels=("kpa_confident", "confidence")))
+    assert version == start.version
+    assert state["down.0.0.weight"].shape[1] == 4 and not state["down.0.0.weight"][:, 3].any()
+    mean_state, _ = tr.initial_state(cfg, model_cfg)  # the default: the mean of the old channels' weights
+    assert torch.allclose(mean_state["down.0.0.weight"][:, 3], start.net.state_dict()["down.0.0.weight"].mean(dim=1))
+    # a run without one of the start model's channels is refused, not silently started from another network
+    fewer = replace(model_cfg, input=InputSpec(size=64, channels=("kpa_confident", "confidence")))
     with pytest.raises(ValueError, match="drop"):
         tr.initial_state(cfg, fewer)
+
+
+def test_the_shipped_weights_read_the_magnitude_and_cannot_be_narrowed_to_three_channels() -> None:
+    shipped = load_model(DEFAULT_WEIGHTS_DIR, DEFAULT_MODEL_NAME, "cpu")
+    assert shipped.config.input.channels == FOUR and uses_magnitude(shipped.config.input)
+    cfg = tr.TrainConfig(arch=shipped.config.arch, input_size=shipped.config.input.size,
+                         init_weights=str(DEFAULT_WEIGHTS_DIR / DEFAULT_MODEL_NAME))
+    with pytest.raises(ValueError, match="drop"):
+        tr.initial_state(cfg, ModelConfig(arch=cfg.arch, input=InputSpec(size=cfg.input_size)))
 
 
 def test_model_config_round_trips_the_channels(tmp_path) -> None:
@@ -253,8 +264,9 @@ def test_one_epoch_with_the_magnitude_exports_a_model_that_reads_it_and_flags_an
     assert QcFlag.NO_MAGNITUDE_IMAGE in without.stiffness.qc_flags
     assert "elastogram alone" in QcFlag.NO_MAGNITUDE_IMAGE.explanation
     # a model that does not read the magnitude never raises the flag
-    shipped = load_model(DEFAULT_WEIGHTS_DIR, DEFAULT_MODEL_NAME, "cpu")
-    assert QcFlag.NO_MAGNITUDE_IMAGE not in analyze_study(bare, shipped, settings).stiffness.qc_flags
+    three = untrained_model("unet_plain", "cpu")
+    assert not uses_magnitude(three.config.input)
+    assert QcFlag.NO_MAGNITUDE_IMAGE not in analyze_study(bare, three, settings).stiffness.qc_flags
 
 
 def test_cli_channels_flag() -> None:

@@ -33,7 +33,7 @@ def test_config_json_round_trip_with_and_without_outputs() -> None:
     del d["outputs"]
     assert ModelConfig.from_json(d).outputs == ("roi",)
     shipped = json.loads((DEFAULT_WEIGHTS_DIR / f"{DEFAULT_MODEL_NAME}.json").read_text())
-    assert "outputs" not in shipped and ModelConfig.from_json(shipped).outputs == ("roi",)
+    assert shipped["outputs"] == ["roi", "liver"] and ModelConfig.from_json(shipped).outputs == TWO
 
 
 @pytest.mark.parametrize("outputs", [("liver",), ("roi", "spleen"), ("roi", "roi"), ()])
@@ -77,17 +77,21 @@ def test_head_expansion_copies_the_roi_channel_into_the_liver_channel(arch) -> N
     assert adapt_head(state, TWO, TWO) is state
 
 
-def test_init_from_the_shipped_single_output_weights_expands_their_head() -> None:
-    cfg = tr.TrainConfig(arch="unet_resnext50", input_size=256, outputs=TWO,
-                         init_weights=str(DEFAULT_WEIGHTS_DIR / DEFAULT_MODEL_NAME))
-    model_cfg = ModelConfig(arch="unet_resnext50", input=InputSpec(size=256), outputs=TWO)
-    state, version = tr.initial_state(cfg, model_cfg)
-    assert version.startswith(f"{DEFAULT_MODEL_NAME}@")
-    net = build_model(model_cfg)
-    net.load_state_dict(state)
+def test_init_from_the_shipped_two_output_weights_keeps_or_narrows_their_head() -> None:
+    shipped = load_model(DEFAULT_WEIGHTS_DIR, DEFAULT_MODEL_NAME, "cpu")
     w, b = _head_keys("unet_resnext50")
-    assert torch.equal(net.state_dict()[w][0], net.state_dict()[w][1])
-    assert torch.equal(net.state_dict()[b][0], net.state_dict()[b][1])
+    spec = shipped.config.input
+    for outputs in (TWO, ("roi",)):  # the same outputs; a single-output run (site training) keeps the ROI head
+        cfg = tr.TrainConfig(arch="unet_resnext50", input_size=spec.size, outputs=outputs, channels=spec.channels,
+                             init_weights=str(DEFAULT_WEIGHTS_DIR / DEFAULT_MODEL_NAME))
+        model_cfg = ModelConfig(arch="unet_resnext50", input=spec, outputs=outputs)
+        state, version = tr.initial_state(cfg, model_cfg)
+        assert version == shipped.version
+        net = build_model(model_cfg)
+        net.load_state_dict(state)
+        for key in (w, b):
+            assert torch.equal(net.state_dict()[key][0], shipped.net.state_dict()[key][0])
+        assert net.state_dict()[w].shape[0] == len(outputs)
 
 
 def test_cli_outputs_flag() -> None:
