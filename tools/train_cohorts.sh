@@ -1,4 +1,4 @@
-# Sourced by tools/train_physics.sh and tools/train_liver.sh: the interpreter and the two training cohorts
+# Sourced by tools/train_physics.sh, tools/train_liver.sh and tools/train_magnitude.sh: the interpreter and the two training cohorts
 # (physics style: 240 patients, seed 0, 85 % train; legacy style: 90 patients, seed 7, all train), written once
 # under $ROOT (default data/train) and cached there.
 PY=.venv/bin/python
@@ -9,3 +9,21 @@ DEVICE=${DEVICE:-auto}
 NAME=unet_resnext50_32x4d
 [ -f "$PHYS/cohort.csv" ] || $PY -m mre_core phantom --style physics --out "$PHYS" --patients 240 --seed 0 --train-fraction 0.85
 [ -f "$LEGACY/cohort.csv" ] || $PY -m mre_core phantom --out "$LEGACY" --patients 90 --seed 7 --train-fraction 1.0
+
+# keep_epochs RUN: RESUME=--resume when RUN holds a checkpoint, and (in the background, stopped at exit) a copy of
+# each finished epoch's checkpoint as RUN/epoch<N>.pt, so every epoch can be measured on the safety validation set
+# (tools/select_checkpoint.py) after the run; the run itself keeps only its latest checkpoint.
+keep_epochs() {
+  local run=$1
+  mkdir -p "$run"
+  RESUME=""
+  [ -f "$run/checkpoint.pt" ] && RESUME="--resume"
+  ( while sleep 20; do
+      [ -f "$run/log.csv" ] || continue
+      n=$(($(wc -l < "$run/log.csv") - 1))
+      [ "$n" -ge 1 ] && [ ! -f "$run/epoch$n.pt" ] && cp "$run/checkpoint.pt" "$run/epoch$n.pt.tmp" \
+        && mv "$run/epoch$n.pt.tmp" "$run/epoch$n.pt"
+    done ) &
+  WATCH=$!
+  trap 'kill $WATCH 2>/dev/null || true' EXIT
+}

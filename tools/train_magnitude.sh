@@ -15,20 +15,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . tools/train_cohorts.sh
 RUN=${RUN:-runs/magnitude_ft}
-EPOCHS=${EPOCHS:-4}
-mkdir -p "$RUN"
-RESUME=""
-[ -f "$RUN/checkpoint.pt" ] && RESUME="--resume"
-( # keep each epoch's checkpoint as it is written
-  while sleep 20; do
-    [ -f "$RUN/log.csv" ] || continue
-    n=$(($(wc -l < "$RUN/log.csv") - 1))
-    [ "$n" -ge 1 ] && [ ! -f "$RUN/epoch$n.pt" ] && cp "$RUN/checkpoint.pt" "$RUN/epoch$n.pt.tmp" && mv "$RUN/epoch$n.pt.tmp" "$RUN/epoch$n.pt"
-  done ) &
-WATCH=$!
-trap 'kill $WATCH 2>/dev/null || true' EXIT
+EPOCHS=${EPOCHS:-5}  # the shipped @170ba2124c6b: 5 epochs, epoch 5 selected
+INIT=${INIT:-weights/$NAME}  # the run started from @e457655bcf5d: git show c37d893:weights/$NAME.{json,safetensors}
+keep_epochs "$RUN"  # tools/train_cohorts.sh: sets RESUME, copies each epoch to $RUN/epoch<N>.pt
 $PY -m mre_core train --data "$PHYS" --data "$LEGACY" --out "$RUN" --arch unet_resnext50 --name "$NAME" \
-    --channels kpa_confident,confidence,kpa_known,magnitude --outputs roi,liver --init-weights weights/$NAME \
+    --channels kpa_confident,confidence,kpa_known,magnitude --outputs roi,liver --init-weights "$INIT" \
     --epochs "$EPOCHS" --batch 8 --micro-batch 8 --optimizer adamw --lr 3e-4 --weight-decay 1e-4 \
     --lr-schedule cosine --loss bce_dice --augment --bf16 --input-size 256 \
     --device "$DEVICE" --export "$RUN/weights" $RESUME
