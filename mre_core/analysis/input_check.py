@@ -86,11 +86,13 @@ def ranges_from_card(card: Mapping) -> dict[str, InputRange]:
             if k in DESCRIPTORS}
 
 
-def _fmt(name: str, value: float) -> str:
-    unit = DESCRIPTORS[name][0]
-    if not unit:
-        return f"{100 * value:.2f} %"
-    return f"{value:.2f} {unit}"
+def _number(name: str, value: float) -> str:
+    """The value as the reader reads it: a share in per cent, else in its unit, two decimals."""
+    return f"{100 * value:.2f}" if not DESCRIPTORS[name][0] else f"{value:.2f}"
+
+
+def _unit(name: str) -> str:
+    return DESCRIPTORS[name][0] or "%"
 
 
 def unlike_training(descriptors: Mapping[str, float], ranges: Mapping[str, InputRange]) -> tuple[str, ...]:
@@ -103,6 +105,6 @@ def unlike_training(descriptors: Mapping[str, float], ranges: Mapping[str, Input
     for name, r in ranges.items():
         v = descriptors.get(name, float("nan"))
         if np.isfinite(v) and not r.low <= v <= r.high:
-            out.append(f"{DESCRIPTORS[name][1]} {_fmt(name, v)}, outside the "
-                       f"{_fmt(name, r.low).split(' ')[0]}–{_fmt(name, r.high)} of the training data")
+            out.append(f"{DESCRIPTORS[name][1]} {_number(name, v)} {_unit(name)}, outside the "
+                       f"{_number(name, r.low)}–{_number(name, r.high)} {_unit(name)} of the training data")
     return tuple(out)

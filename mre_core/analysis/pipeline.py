@@ -221,11 +221,18 @@ MODEL_INPUT_FLAGS = (QcFlag.NO_MAGNITUDE_IMAGE, QcFlag.INPUT_UNLIKE_TRAINING)
 def with_model_input_flags(result: StudyResult, automatic: StudyResult) -> StudyResult:
     """``result`` (e.g. after the reader's edits) with the automatic result's :data:`MODEL_INPUT_FLAGS` and
     input notes: what the model was given does not change when the ROI does."""
-    carried = [f for f in automatic.stiffness.qc_flags if f in MODEL_INPUT_FLAGS and f not in result.stiffness.qc_flags]
-    if not carried and result.input_notes == automatic.input_notes:
+    carried = [f for f in automatic.stiffness.qc_flags if f in MODEL_INPUT_FLAGS]
+    if result.input_notes != automatic.input_notes:
+        result = replace(result, input_notes=automatic.input_notes)
+    return with_study_flags(result, carried)
+
+
+def with_study_flags(result: StudyResult, flags: list[QcFlag] | tuple[QcFlag, ...]) -> StudyResult:
+    """``result`` with ``flags`` appended to its study flags (those it already has are not repeated)."""
+    new = [f for f in dict.fromkeys(flags) if f not in result.stiffness.qc_flags]
+    if not new:
         return result
-    return replace(result, stiffness=replace(result.stiffness, qc_flags=(*result.stiffness.qc_flags, *carried)),
-                   input_notes=automatic.input_notes)
+    return replace(result, stiffness=replace(result.stiffness, qc_flags=(*result.stiffness.qc_flags, *new)))
 
 
 def with_input_check(result: StudyResult, model: LoadedModel) -> StudyResult:
@@ -236,21 +243,16 @@ def with_input_check(result: StudyResult, model: LoadedModel) -> StudyResult:
     notes = unlike_training(describe(result.study), ranges) if ranges else ()
     if not notes:
         return result
-    flags = result.stiffness.qc_flags
-    if QcFlag.INPUT_UNLIKE_TRAINING not in flags:
-        flags = (*flags, QcFlag.INPUT_UNLIKE_TRAINING)
-    return replace(result, stiffness=replace(result.stiffness, qc_flags=flags), input_notes=notes)
+    return with_study_flags(replace(result, input_notes=notes), [QcFlag.INPUT_UNLIKE_TRAINING])
 
 
 def with_magnitude_flag(result: StudyResult, model: LoadedModel) -> StudyResult:
     """Add ``NO_MAGNITUDE_IMAGE`` when the model reads the magnitude image and a slice had none paired
     (the network then saw an all-zero magnitude plane for it, as in its training's magnitude dropout)."""
     slices = result.study.series.slices
-    if (not uses_magnitude(model.config.input) or all(e.magnitude is not None for e in slices)
-            or QcFlag.NO_MAGNITUDE_IMAGE in result.stiffness.qc_flags):
+    if not uses_magnitude(model.config.input) or all(e.magnitude is not None for e in slices):
         return result
-    flags = (*result.stiffness.qc_flags, QcFlag.NO_MAGNITUDE_IMAGE)
-    return replace(result, stiffness=replace(result.stiffness, qc_flags=flags))
+    return with_study_flags(result, [QcFlag.NO_MAGNITUDE_IMAGE])
 
 
 def with_marking_flag(result: StudyResult) -> StudyResult:

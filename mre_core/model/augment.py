@@ -42,6 +42,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from mre_core.analysis.preprocess import normalised_magnitude
+
 Range = tuple[float, float]
 
 __all__ = ["Augmenter", "bias_field", "coarse_grid", "intensity_scale_shift", "gamma", "gaussian_blur", "gaussian_noise", "warp_maps",
@@ -140,8 +142,6 @@ class Augmenter:
 
     def magnitude(self, m: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """Augment one magnitude plane [S, S] (module docstring: why each step); zeros when dropped."""
-        from mre_core.analysis.preprocess import normalised_magnitude
-
         if rng.uniform() < self.p_magnitude_drop or not m.any():
             return np.zeros_like(m, dtype=np.float32)
         u = lambda r: float(rng.uniform(*r))  # noqa: E731
