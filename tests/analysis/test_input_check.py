@@ -150,3 +150,21 @@ def test_cli_writes_the_ranges_and_leaves_the_weights_alone(cohort, tmp_path, sh
     assert ranges_cli.run_cli(p.parse_args(["--data", str(cohort), "--weights-dir", str(tmp_path),
                                             "--model", "nope"])) == 2
     assert "nope.json not found" in capsys.readouterr().out
+
+
+def test_a_patient_that_does_not_read_is_named_and_the_others_still_count(cohort, tmp_path, capsys) -> None:
+    import shutil
+
+    copy = tmp_path / "cohort"
+    shutil.copytree(cohort, copy)
+    broken = cohort_records(copy)[1]
+    for f in broken.dicom_dir.rglob("*"):
+        if f.is_file():
+            f.write_bytes(b"not dicom")
+    rows, problems = ranges_cli.cohort_descriptors([copy], None, Settings(device="cpu"))
+    assert len(rows) == 5 and len(problems) == 1
+    assert problems[0][0].endswith(f":{broken.patient_id}") and "expected one study" in problems[0][1]
+    for suffix in (".json", ".safetensors"):
+        shutil.copy(DEFAULT_WEIGHTS_DIR / f"{DEFAULT_MODEL_NAME}{suffix}", tmp_path / f"m{suffix}")
+    entry = ranges_cli.record_input_ranges(tmp_path, "m", [copy], Settings(device="cpu"), None)
+    assert entry["n_studies"] == 5 and entry["unread"][0].startswith(f"{copy}:{broken.patient_id}: ")
