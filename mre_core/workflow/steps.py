@@ -31,7 +31,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 
-from mre_core.analysis.pipeline import StudyResult, analyze_study, finish_study, measure_slice, with_marking_flag
+from mre_core.analysis.pipeline import (MODEL_INPUT_FLAGS, StudyResult, analyze_study, finish_study, measure_slice,
+                                       with_input_check, with_marking_flag, with_study_flags)
 from mre_core.analysis.stiffness import QcFlag
 from mre_core.config import Settings
 from mre_core.io.elastogram import StudyInput
@@ -100,9 +101,14 @@ def _present(note: dict | None) -> bool:
     return path.is_file() and sha256_of(path) == note["sha256"]
 
 
-def result_from_revision(study: StudyInput, saved: SavedRevision, settings: Settings) -> StudyResult:
+def result_from_revision(study: StudyInput, saved: SavedRevision, settings: Settings,
+                         model: LoadedModel | None = None) -> StudyResult:
     """The :class:`StudyResult` of a saved revision, rebuilt on the study's images: its ROIs and exclusions,
-    slice flags and model identity, measured again on the original pixel values (so the numbers agree)."""
+    slice flags and model identity, measured again on the original pixel values (so the numbers agree).
+
+    The revision's flags on what the model was given (:data:`~mre_core.analysis.pipeline.MODEL_INPUT_FLAGS`:
+    no magnitude image, input unlike the training data) are kept; when ``model`` is the revision's own model
+    (same SHA-256) the input check's notes (which descriptor, which range) are made again from its card."""
     table = saved.slices.set_index("sop_uid") if not saved.slices.empty else None
     slices = []
     for e in study.series.slices:
@@ -113,8 +119,13 @@ def result_from_revision(study: StudyInput, saved: SavedRevision, settings: Sett
         measured = measure_slice(e, roi.astype(bool), roi.astype(bool), settings, excluded=bool(row["excluded"]))
         stored = tuple(QcFlag(v) for v in str(row["qc_flags"] or "").split(";") if v in QcFlag._value2member_map_)
         slices.append(replace(measured, qc_flags=tuple(dict.fromkeys((*measured.qc_flags, *stored)))))
-    result = finish_study(study, slices, settings, saved.model_name, saved.model_sha256, "rebuilt from store", {})
-    return with_marking_flag(result)
+    result = with_marking_flag(finish_study(study, slices, settings, saved.model_name, saved.model_sha256,
+                                            "rebuilt from store", {}))
+    stored_study = [QcFlag(v) for v in str(saved.qc_flags or "").split(";") if v in QcFlag._value2member_map_]
+    result = with_study_flags(result, [f for f in stored_study if f in MODEL_INPUT_FLAGS])
+    if model is not None and model.sha256 == saved.model_sha256 and QcFlag.INPUT_UNLIKE_TRAINING in stored_study:
+        result = with_input_check(result, model)
+    return result
 
 
 def advance_series(inbox: Inbox, study: StudyInput, settings: Settings, model: LoadedModel,
@@ -142,7 +153,7 @@ def advance_series(inbox: Inbox, study: StudyInput, settings: Settings, model: L
             saved = inbox.store.load_revision(study.study_uid, series, progress.revision)
             if saved is None:
                 raise ValueError(f"revision {progress.revision} of series {series} vanished from the store")
-            result = result_from_revision(study, saved, settings)
+            result = result_from_revision(study, saved, settings, model)
             progress.result = result
         notes.update(_write_outputs(inbox, result, progress.revision, missing, notes, outbox))
         progress.rewritten = tuple(w for w in wanted if w in missing)

@@ -168,3 +168,28 @@ def test_a_patient_that_does_not_read_is_named_and_the_others_still_count(cohort
         shutil.copy(DEFAULT_WEIGHTS_DIR / f"{DEFAULT_MODEL_NAME}{suffix}", tmp_path / f"m{suffix}")
     entry = ranges_cli.record_input_ranges(tmp_path, "m", [copy], Settings(device="cpu"), None)
     assert entry["n_studies"] == 5 and entry["unread"][0].startswith(f"{copy}:{broken.patient_id}: ")
+
+
+def test_a_result_rebuilt_from_its_saved_revision_keeps_the_flag_and_with_its_model_the_notes(study, shipped) -> None:
+    """A resumed PACS job rewrites the SEG/SR from the store (workflow.steps.result_from_revision): what the
+    model was given must still be said there."""
+    from mre_core.store.results import Store
+    from mre_core.workflow.steps import result_from_revision
+
+    settings = Settings(device="cpu")
+    d = describe(study)
+    model = _with_ranges(shipped, {"p95_kpa": InputRange(d["p95_kpa"] + 1, d["p95_kpa"] + 2)})
+    flagged = analyze_study(study, model, settings)
+    store = Store("sqlite://")
+    store.save(flagged, kind="auto")
+    saved = store.load_revision(study.study_uid, study.series.series_uid, 1)
+    bare = result_from_revision(study, saved, settings)
+    assert QcFlag.INPUT_UNLIKE_TRAINING in bare.qc_flags and bare.stiffness_kpa == pytest.approx(flagged.stiffness_kpa)
+    rebuilt = result_from_revision(study, saved, settings, model)
+    assert rebuilt.input_notes == flagged.input_notes and rebuilt.input_notes[0].startswith("95th percentile of stiffness")
+    other = replace(model, sha256="0" * 64)  # another model: the flag, not notes made from a card it did not use
+    assert result_from_revision(study, saved, settings, other).input_notes == ()
+    plain = analyze_study(study, shipped, settings)
+    store.save(plain, kind="auto")
+    again = store.load_revision(study.study_uid, study.series.series_uid, 2)
+    assert QcFlag.INPUT_UNLIKE_TRAINING not in result_from_revision(study, again, settings, model).qc_flags
