@@ -27,3 +27,20 @@ keep_epochs() {
   WATCH=$!
   trap 'kill $WATCH 2>/dev/null || true' EXIT
 }
+
+# train_four_plane RUN INIT EPOCHS LR DATA...: the four-plane (stiffness, confidence, known, magnitude), two-output
+# (ROI, liver) recipe of tools/train_magnitude.sh on the given cohorts (AdamW, cosine, BCE + Dice, --augment, bf16,
+# 256²), fine-tuned from INIT, every epoch kept (keep_epochs); resumable.
+train_four_plane() {
+  local run=$1 init=$2 epochs=$3 lr=$4
+  shift 4
+  local data=()
+  for d in "$@"; do data+=(--data "$d"); done
+  keep_epochs "$run"
+  $PY -m mre_core train "${data[@]}" --out "$run" --arch unet_resnext50 --name "$NAME" \
+      --channels kpa_confident,confidence,kpa_known,magnitude --outputs roi,liver --init-weights "$init" \
+      --epochs "$epochs" --batch 8 --micro-batch 8 --optimizer adamw --lr "$lr" --weight-decay 1e-4 \
+      --lr-schedule cosine --loss bce_dice --augment --bf16 --input-size 256 \
+      --device "$DEVICE" --export "$run/weights" $RESUME
+  sleep 25  # the watcher copies the last epoch
+}

@@ -17,10 +17,4 @@ cd "$(dirname "$0")/.."
 RUN=${RUN:-runs/magnitude_ft}
 EPOCHS=${EPOCHS:-5}  # the shipped @170ba2124c6b: 5 epochs, epoch 5 selected
 INIT=${INIT:-weights/$NAME}  # the run started from @e457655bcf5d: git show c37d893:weights/$NAME.{json,safetensors}
-keep_epochs "$RUN"  # tools/train_cohorts.sh: sets RESUME, copies each epoch to $RUN/epoch<N>.pt
-$PY -m mre_core train --data "$PHYS" --data "$LEGACY" --out "$RUN" --arch unet_resnext50 --name "$NAME" \
-    --channels kpa_confident,confidence,kpa_known,magnitude --outputs roi,liver --init-weights "$INIT" \
-    --epochs "$EPOCHS" --batch 8 --micro-batch 8 --optimizer adamw --lr 3e-4 --weight-decay 1e-4 \
-    --lr-schedule cosine --loss bce_dice --augment --bf16 --input-size 256 \
-    --device "$DEVICE" --export "$RUN/weights" $RESUME
-sleep 25  # the watcher copies the last epoch
+train_four_plane "$RUN" "$INIT" "$EPOCHS" 3e-4 "$PHYS" "$LEGACY"

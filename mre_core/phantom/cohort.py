@@ -158,6 +158,9 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--train-fraction", type=float, default=None,
                    help="share of patients in split 'train' (main and physics styles; default 0.3; "
                         "not with --like-paper, whose split is the paper's 91/228)")
+    p.add_argument("--stored-acquired", type=float, default=0.0, metavar="P",
+                   help="physics style: share of studies stored at their acquired matrix (64-256 columns) "
+                        "instead of interpolated to 256 (default: 0)")
     p.add_argument("--contact-sheet", action="store_true", help="also write OUT/contact_sheet.png")
     p.add_argument("--workers", type=int, default=None, help="worker processes (default: CPU count, at most 4)")
     p.add_argument("--style", choices=("main", "holdout", "physics"), default="main",
@@ -171,6 +174,9 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
 
 def run_cli(args: argparse.Namespace) -> int:
     """Run the ``phantom`` verb; returns the exit code."""
+    if getattr(args, "stored_acquired", 0.0) and getattr(args, "style", "main") != "physics":
+        print("--stored-acquired is an option of --style physics (the other styles store 256 columns)")
+        return 2
     if getattr(args, "style", "main") == "holdout":
         from mre_core.phantom.holdout import generate_holdout_cohort
 
@@ -178,10 +184,14 @@ def run_cli(args: argparse.Namespace) -> int:
         print(f"wrote {len(table)} hold-out studies to {args.out} (all split 'test')")
         return 0
     if getattr(args, "style", "main") == "physics":
-        from mre_core.phantom.physics_study import generate_physics_cohort
+        from mre_core.phantom.physics_study import RandomisationParams, generate_physics_cohort
 
+        if not 0.0 <= args.stored_acquired <= 1.0:
+            print(f"--stored-acquired must be a share between 0 and 1, got {args.stored_acquired}")
+            return 2
+        params = RandomisationParams(stored_acquired_probability=args.stored_acquired)
         table = generate_physics_cohort(args.out, args.patients, args.seed, args.like_paper, workers=args.workers,
-                                        train_fraction=args.train_fraction)
+                                        train_fraction=args.train_fraction, params=params)
         return _report(args, table, "physics-style studies")
     if getattr(args, "layout", None):
         from mre_core.phantom.layouts import LAYOUTS, generate_layout_cohort

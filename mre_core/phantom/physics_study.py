@@ -4,7 +4,9 @@ Per slice: the tissue labels and TRUE stiffness of :mod:`.anatomy` / :mod:`.fiel
 randomisation of :mod:`.randomise`), a 60 Hz time-harmonic wave solve through the true stiffness from a
 driver on the anterior right body wall (:func:`.physics.solve_displacement`, :func:`.physics.anterior_driver`),
 an MR acquisition of four phase offsets on a truncated k-space (the acquired matrix, 64-256, zero-filled
-back to the stored grid, with complex noise and a reconstruction window), and the scanner-side inversion
+back to the stored grid, with complex noise and a reconstruction window; a share
+``RandomisationParams.stored_acquired_probability`` of studies is then stored at the acquired matrix itself, truth
+included, as scanners that do not interpolate store it: :func:`stored_shape`), and the scanner-side inversion
 (:func:`.inversion.invert`: local algebraic Helmholtz inversion and its 0-1000 confidence map). The stored
 stiffness map is the inversion output over the whole body section; the 95 % confidence region is
 ``confidence >= 950``; the magnitude and wave series are the simulated magnitude and phase images. Studies
@@ -26,6 +28,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 from scipy import ndimage as ndi
 
@@ -71,7 +74,8 @@ class PhysicsStudy(st.PhantomStudy):
             d = self.draw
             row.update(style="physics", fov_mm=round(d.fov_mm, 1), acq_matrix=d.acq_cols,
                        driver_amplitude_um=round(d.driver_amplitude_um, 2), loss_factor=round(d.loss_factor, 3),
-                       snr=round(d.snr, 1), ascites=int(d.ascites), left_lobe=d.left_lobe, resection=int(d.resection))
+                       snr=round(d.snr, 1), ascites=int(d.ascites), left_lobe=d.left_lobe, resection=int(d.resection),
+                       stored_at_acquired=int(d.stored_at_acquired))
         return row
 
 
@@ -254,8 +258,9 @@ def generate_physics_study(seed_or_rng: int | np.random.Generator, patient_index
 
     ``spec`` gives the vendor, encoding, stage, slices and rows as for :func:`~.study.generate_study`;
     everything else (FOV, acquired matrix, anatomy, driver, damping, SNR, inversion, ROI margins) is drawn
-    from ``params`` (default :class:`RandomisationParams`). The header's pixel spacing is FOV / 256; the
-    returned study's ``spec.params.fields.pixel_spacing_mm`` says the same.
+    from ``params`` (default :class:`RandomisationParams`). The header's pixel spacing is FOV / 256 (FOV / the
+    acquired columns for a study stored at its acquired matrix); the returned study's
+    ``spec.params.fields.pixel_spacing_mm`` says the same.
     """
     rp = params or rz.RandomisationParams()
     rng = seed_or_rng if isinstance(seed_or_rng, np.random.Generator) else np.random.default_rng(
@@ -286,6 +291,20 @@ def generate_physics_study(seed_or_rng: int | np.random.Generator, patient_index
             break
         amplitude, snr, floor = min(amplitude * 1.25, MAX_DRIVER_UM), snr * 1.5, floor * 0.7
     d = dd
+    if d.stored_at_acquired:  # the scanner stores what it acquired: everything, truth included, on that grid
+        shape = stored_shape(d, spec.rows)
+        slices = [_on_grid(sl, shape) for sl in slices]
+        meas = [(_area(m[0], shape), _area(m[1], shape), np.stack([_area(w, shape) for w in m[2]]), _area(m[3], shape))
+                for m in meas]
+        conf = np.stack([_nearest(c, shape) for c in conf])
+        sp = sp * COLS / shape[1]
+        rois = np.stack([expert_roi(sl.labels, sl.right, sl.fissure, c, sp, d) for sl, c in zip(slices, conf)])
+        fp = replace(fp, pixel_spacing_mm=sp)
+        spec = replace(spec, params=replace(p, fields=fp))
+        x0, y0 = header.origin_xy_mm
+        old_sp = header.pixel_spacing_mm
+        header = replace(header, rows=shape[0], cols=shape[1], pixel_spacing_mm=sp,
+                         origin_xy_mm=(x0 + 0.5 * (sp - old_sp), y0 + 0.5 * (sp - old_sp)))
     seconds = time.perf_counter() - t0
     est = np.stack([m[0] for m in meas])
     labels = np.stack([sl.labels for sl in slices])
@@ -312,6 +331,40 @@ def generate_physics_study(seed_or_rng: int | np.random.Generator, patient_index
                         simulation_seconds=seconds)
 
 
+def stored_shape(d: rz.PatientDraw, rows: int) -> tuple[int, int]:
+    """(rows, cols) of a study stored at its acquired matrix: the acquired columns, square pixels over the
+    same field of view (the phase direction is interpolated to them, as scanners do).
+
+    >>> from dataclasses import replace
+    >>> d = rz.sample_draw(np.random.default_rng(0), rz.RandomisationParams(), False)
+    >>> stored_shape(replace(d, acq_cols=96), 204)
+    (76, 96)
+    """
+    cols = int(min(COLS, d.acq_cols))
+    return max(8, int(round(rows * cols / COLS))), cols
+
+
+def _area(img: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """``img`` averaged onto ``shape`` (rows, cols): area-weighted, as a coarser voxel averages its tissue."""
+    if np.iscomplexobj(img):
+        return _area(img.real, shape) + 1j * _area(img.imag, shape)
+    out = cv2.resize(np.asarray(img, np.float64), (shape[1], shape[0]), interpolation=cv2.INTER_AREA)
+    return out.astype(img.dtype)
+
+
+def _nearest(mask: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Labels or a mask on ``shape`` by nearest neighbour (dtype kept)."""
+    out = cv2.resize(np.asarray(mask, np.uint8), (shape[1], shape[0]), interpolation=cv2.INTER_NEAREST)
+    return out.astype(mask.dtype)
+
+
+def _on_grid(sl: _Slice, shape: tuple[int, int]) -> _Slice:
+    """One slice's anatomy, true stiffness and wave field on the stored grid ``shape``."""
+    return _Slice(_nearest(sl.labels, shape), _nearest(sl.right, shape), _nearest(sl.fissure, shape),
+                  _nearest(sl.fluid, shape), _area(sl.true, shape), _area(sl.u, shape),
+                  _nearest(sl.solve_body, shape), _nearest(sl.driver, shape), _area(sl.intensity, shape))
+
+
 def _driver_xy(driver: np.ndarray, sp: float) -> tuple[float, float]:
     x, y = pa.mm_grid(driver.shape, sp)
     return (float(x[driver].mean()), float(y[driver].mean())) if driver.any() else (0.0, 0.0)
@@ -332,9 +385,10 @@ def _with_simulated_pixels(s, vendor: str, meas: list) -> Any:
 
 
 # ------------------------------------------------------------------------------------------------ cohort
-def _generate_and_write(job: tuple[Path, int, int, st.StudySpec]) -> tuple[dict[str, Any], list[dict[str, Any]], float]:
-    out_dir, seed, index, spec = job
-    study = generate_physics_study(seed, index, spec)
+def _generate_and_write(job: tuple[Path, int, int, st.StudySpec, rz.RandomisationParams | None]
+                        ) -> tuple[dict[str, Any], list[dict[str, Any]], float]:
+    out_dir, seed, index, spec, params = job
+    study = generate_physics_study(seed, index, spec, params)
     st.write_study(study, out_dir)
     return study.cohort_row(), study.slice_rows(), study.simulation_seconds
 
@@ -353,17 +407,18 @@ def _one_blas_thread() -> None:
 
 def generate_physics_cohort(out_dir: Path, n_patients: int, seed: int = 0, like_paper: bool = False,
                             workers: int | None = None, progress: bool = True, stage_mix=None,
-                            train_fraction: float | None = None):
+                            train_fraction: float | None = None, params: rz.RandomisationParams | None = None):
     """Plan (as :func:`~.cohort.plan_cohort`), simulate and write a physics-style cohort; returns ``cohort.csv``.
 
     Same files as the main style (``dicom/``, ``truth/``, ``cohort.csv`` with extra randomisation columns,
-    ``slices.csv``), deterministic for a seed. ``workers`` processes (default: CPU count, at most 4).
+    ``slices.csv``), deterministic for a seed and ``params`` (default :class:`RandomisationParams`).
+    ``workers`` processes (default: CPU count, at most 4).
     """
     from mre_core.phantom.cohort import _write_tables, cohort_params, plan_cohort, run_jobs
 
     out_dir = Path(out_dir)
     specs = plan_cohort(n_patients, seed, like_paper, stage_mix, cohort_params(train_fraction))
-    jobs = [(out_dir, seed, i, s) for i, s in enumerate(specs)]
+    jobs = [(out_dir, seed, i, s, params) for i, s in enumerate(specs)]
     results = run_jobs(_generate_and_write, jobs, workers, "physics phantom studies", progress,
                        initializer=_one_blas_thread)
     table = _write_tables(out_dir, [(r, rows) for r, rows, _ in results])

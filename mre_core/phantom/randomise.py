@@ -34,6 +34,10 @@ class RandomisationParams:
     ``acq_matrix`` is the acquired frequency-encoding matrix, ``acq_phase_fraction`` the acquired
     phase lines relative to a square matrix; the k-space is truncated to it (zero-filled
     interpolation back to the stored grid) with a ``kspace_window_mix`` reconstruction window.
+    ``stored_acquired_probability``: share of studies stored at the acquired matrix instead (square pixels,
+    FOV / acquired columns: 1.2-7.5 mm for 64-256 over 300-480 mm), as scanners that do not interpolate the
+    elastogram store it; 0 (default) keeps every study on the 256-column grid and leaves the draws of
+    earlier cohorts unchanged.
     ``snr``: magnitude SNR of unit-intensity tissue per acquired voxel.
     """
 
@@ -42,6 +46,7 @@ class RandomisationParams:
     lateral_crop_probability: float = 0.1
     acq_matrix: Range = (64.0, 256.0)
     acq_phase_fraction: Range = (0.5, 1.0)
+    stored_acquired_probability: float = 0.0
     kspace_window_mix: tuple[tuple[str, float], ...] = (("none", 0.4), ("hamming", 0.3), ("tukey", 0.3))
     tukey_alpha: Range = (0.2, 0.8)
     snr: Range = (20.0, 80.0)
@@ -145,6 +150,7 @@ class PatientDraw:
     roi_fissure_mm: float
     roi_confidence_erosion_mm: float
     roi_min_area_mm2: float
+    stored_at_acquired: bool = False  #: stored at the acquired matrix, not interpolated to 256 columns
 
     def acq_shape(self, rows: int, cols: int) -> tuple[int, int]:
         """Acquired (rows, cols) of k-space for a stored ``rows x cols`` grid (never above it)."""
@@ -194,7 +200,9 @@ def sample_draw(rng: np.random.Generator, rp: RandomisationParams, cirrhotic: bo
         roi_edge_mm=u(rp.roi_edge_mm),
         roi_vessel_mm=u(rp.roi_vessel_mm), roi_gallbladder_mm=u(rp.roi_gallbladder_mm),
         roi_fissure_mm=u(rp.roi_fissure_mm), roi_confidence_erosion_mm=u(rp.roi_confidence_erosion_mm),
-        roi_min_area_mm2=rp.roi_min_area_mm2)
+        roi_min_area_mm2=rp.roi_min_area_mm2,
+        # drawn last, and only when asked for: cohorts written without it keep every earlier draw
+        stored_at_acquired=bool(rp.stored_acquired_probability > 0 and rng.uniform() < rp.stored_acquired_probability))
 
 
 def modify_anatomy(anat: PatientAnatomy, d: PatientDraw) -> PatientAnatomy:

@@ -194,3 +194,68 @@ def test_cli_style_physics_writes_a_cohort(tmp_path: Path) -> None:
     table = pd.read_csv(tmp_path / "cohort.csv")
     assert len(table) == 2 and (tmp_path / "truth" / "P0002.npz").is_file()
     assert table["fov_mm"].between(300, 480).all() and table["acq_matrix"].between(64, 256).all()
+
+
+def test_a_study_stored_at_its_acquired_matrix_keeps_the_field_of_view_and_its_truth_on_that_grid(tmp_path) -> None:
+    rp = randomise.RandomisationParams(stored_acquired_probability=1.0)
+    spec = st.StudySpec("siemens", E.CROSS_HATCH, F.F2, 3)
+    studies = [ps.generate_physics_study(6, i, spec, rp) for i in range(3)]
+    for s in studies:
+        assert s.draw.stored_at_acquired
+        rows, cols = ps.stored_shape(s.draw, spec.rows)
+        assert (s.header.rows, s.header.cols) == (rows, cols) and cols == min(256, s.draw.acq_cols)
+        fine_sp = s.draw.fov_mm / 256
+        assert s.header.pixel_spacing_mm == pytest.approx(fine_sp * 256 / cols)  # same field of view
+        assert s.spec.params.fields.pixel_spacing_mm == pytest.approx(s.header.pixel_spacing_mm)
+        t = s.truth
+        for arr in (t.liver_mask, t.expert_roi, t.confidence, t.true_kpa, t.tissue_labels):
+            assert arr.shape == (3, rows, cols)
+        for series in s.series:
+            assert series.pixels.shape[1:3] == (rows, cols)  # colour series: [n, H, W, 3]
+        measured, sp = _full_kpa(s), s.header.pixel_spacing_mm
+        for i in range(3):  # the expert's rules hold on the stored grid, and the manual value is read there
+            roi = t.expert_roi[i]
+            assert not (roi & ~(t.liver_mask[i] & t.confidence[i])).any()
+            if roi.any():
+                assert ndi.distance_transform_edt(t.liver_mask[i])[roi].min() * sp >= 8.0
+                assert t.manual_kpa[i] == pytest.approx(measured[i][roi].mean(), rel=1e-5)
+        assert s.cohort_row()["stored_at_acquired"] == 1
+    assert min(s.header.cols for s in studies) < 256  # the draws are not all at the full matrix
+    st.write_study(studies[0], tmp_path)
+    cohort._write_tables(tmp_path, [(studies[0].cohort_row(), studies[0].slice_rows())])
+    rec = cohort_records(tmp_path)[0]
+    read = read_patient(rec, Settings())
+    truth = load_truth(rec.truth_path)
+    for e in read.series.slices:
+        assert e.shape == truth[e.sop_uid].liver_mask.shape == (studies[0].header.rows, studies[0].header.cols)
+        assert e.pixel_spacing_mm[0] == pytest.approx(studies[0].header.pixel_spacing_mm)
+        assert e.magnitude is not None and e.magnitude.shape == e.shape
+
+
+def test_the_stored_grid_option_off_leaves_every_earlier_draw_as_it_was() -> None:
+    base = randomise.sample_draw(np.random.default_rng(3), randomise.RandomisationParams(), False)
+    rng = np.random.default_rng(3)
+    on = randomise.sample_draw(rng, randomise.RandomisationParams(stored_acquired_probability=1.0), False)
+    assert not base.stored_at_acquired and on.stored_at_acquired
+    assert replace(on, stored_at_acquired=False) == base  # drawn last: nothing before it moves
+    spec = st.StudySpec("ge", E.PAIRED_SERIES, F.F1, 2, rows=256)
+    a = ps.generate_physics_study(9, 0, spec)
+    b = ps.generate_physics_study(9, 0, spec, randomise.RandomisationParams(stored_acquired_probability=0.0))
+    assert (a.header.rows, a.header.cols) == (256, 256) and np.array_equal(a.truth.expert_roi, b.truth.expert_roi)
+
+
+def test_cli_stored_acquired_writes_coarse_studies_and_refuses_a_share_outside_0_1(tmp_path: Path, capsys) -> None:
+    parser = argparse.ArgumentParser()
+    cohort.configure_parser(parser)
+    args = parser.parse_args(["--style", "physics", "--out", str(tmp_path), "--patients", "2", "--seed", "5",
+                              "--workers", "1", "--stored-acquired", "1"])
+    assert cohort.run_cli(args) == 0
+    table = pd.read_csv(tmp_path / "cohort.csv")
+    assert (table["stored_at_acquired"] == 1).all()
+    assert (table["cols"] == table["acq_matrix"].clip(upper=256)).all()
+    bad = parser.parse_args(["--style", "physics", "--out", str(tmp_path / "x"), "--stored-acquired", "1.5"])
+    assert cohort.run_cli(bad) == 2
+    assert "--stored-acquired must be a share between 0 and 1, got 1.5" in capsys.readouterr().out
+    other = parser.parse_args(["--out", str(tmp_path / "y"), "--stored-acquired", "0.5"])
+    assert cohort.run_cli(other) == 2
+    assert "--stored-acquired is an option of --style physics" in capsys.readouterr().out
