@@ -77,6 +77,12 @@ def test_the_job_finishes_and_registers_a_model_that_is_not_active(site_run) -> 
     assert card["origin"] == "site" and f"{len(split['test'])} held-out test studies" in card["training_data"]
     assert "fine-tuned at this site" in intended_use(card)
     assert "trained on synthetic phantoms, not on patient data" not in intended_use(card)
+    # the input check of the site model: its own training studies, widened to the shipped model's ranges
+    from mre_core.analysis.input_check import ranges_from_card
+
+    ranges, parent = ranges_from_card(card), ranges_from_card(model_card(shipped.weights_dir, shipped.name))
+    assert card["input_ranges"]["n_studies"] == len(split["train"]) and "fine-tuned from" in card["input_ranges"]["source"]
+    assert parent and all(ranges[k].low <= r.low and ranges[k].high >= r.high for k, r in parent.items())
 
 
 @pytest.mark.slow

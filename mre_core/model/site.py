@@ -34,13 +34,14 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from mre_core.analysis.input_check import InputRange, describe, ranges_from_card, ranges_to_json, training_ranges
 from mre_core.analysis.pipeline import analyze_study_keeping_probabilities, finish_study, measure_slice
 from mre_core.analysis.preprocess import InputSpec, model_input, resize_bilinear
 from mre_core.analysis.staging import stage
@@ -335,9 +336,26 @@ def comparison_table(heldout: dict) -> pd.DataFrame:
 
 
 # ----------------------------------------------------------------------------------------------- the run
+def site_input_ranges(train: Sequence[LabelledSlices], parent_card: Mapping | None = None) -> dict:
+    """The card's ``input_ranges`` of a site model: each descriptor's range over its training studies
+    (:mod:`mre_core.analysis.input_check`), widened to the parent's recorded ranges when it was fine-tuned from
+    a model that has them (what either training saw); ``{}`` without a training study."""
+    ranges = training_ranges(describe(i.study) for i in train)
+    if not ranges:
+        return {}
+    source = f"{len(train)} training studies of this site's store"
+    parent = ranges_from_card(parent_card or {})
+    if parent:
+        ranges = {k: InputRange(min(r.low, parent[k].low), max(r.high, parent[k].high)) if k in parent else r
+                  for k, r in ranges.items()}
+        source += " and the ranges of the model it was fine-tuned from"
+    return ranges_to_json(ranges, source, len(train))
+
+
 def site_card(parts: dict[str, list[LabelledSlices]], record: dict, heldout: dict, parent: str,
-              problems: Sequence[tuple[str, str]] = ()) -> dict:
-    """The model card of a site-trained model: what it was trained on, its held-out numbers, its limitations."""
+              problems: Sequence[tuple[str, str]] = (), parent_card: Mapping | None = None) -> dict:
+    """The model card of a site-trained model: what it was trained on, its held-out numbers, its limitations,
+    and the input ranges of its training studies (:func:`site_input_ranges`)."""
     def count(name: str) -> tuple[int, int, int]:
         items = parts.get(name, [])
         return (len(items), len({getattr(i.labelled, "patient_id", "") or i.study.study_uid for i in items}),
@@ -366,6 +384,7 @@ def site_card(parts: dict[str, list[LabelledSlices]], record: dict, heldout: dic
         "test_metrics": metrics,
         "training": record,
         "left_out": [{"study_uid": u, "reason": r} for u, r in problems],
+        "input_ranges": site_input_ranges(parts.get("train", []), parent_card),
         "limitations": [
             f"Measured on {n_te} held-out studies of this site only: the confidence intervals say how little that is.",
             "Trained on this site's readers' ROIs: it learns their convention, including their mistakes.",
@@ -376,11 +395,13 @@ def site_card(parts: dict[str, list[LabelledSlices]], record: dict, heldout: dic
 
 
 def write_site_card(weights_dir: Path, name: str, parts: dict[str, list[LabelledSlices]], record: dict,
-                    heldout: dict, parent: str, problems: Sequence[tuple[str, str]] = ()) -> None:
+                    heldout: dict, parent: str, problems: Sequence[tuple[str, str]] = (),
+                    parent_card: Mapping | None = None) -> None:
     """Put :func:`site_card` into ``<weights_dir>/<name>.json`` (the weights and their SHA-256 are unchanged)."""
     path = Path(weights_dir) / f"{name}.json"
     doc = json.loads(path.read_text())
-    doc["card"] = json.loads(json.dumps(site_card(parts, record, heldout, parent, problems), default=float))
+    card = site_card(parts, record, heldout, parent, problems, parent_card)
+    doc["card"] = json.loads(json.dumps(card, default=float))
     path.write_text(json.dumps(doc, indent=2) + "\n")
 
 
@@ -397,4 +418,4 @@ def train_config(params: SiteTrainParams, arch: str, size: int, init: str, plain
 
 __all__ = ["LabelledSlices", "SiteDataError", "SiteSplit", "SiteTrainParams", "arrays_for",
            "compare_on_heldout", "comparison_table", "read_labelled", "reader_value", "score_model", "site_card",
-           "split_by_patient", "summarise", "train_config", "write_site_card"]
+           "site_input_ranges", "split_by_patient", "summarise", "train_config", "write_site_card"]

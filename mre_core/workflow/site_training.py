@@ -114,7 +114,8 @@ def train_from_store(store, inbox, settings: Settings, params: SiteTrainParams, 
     heldout, table = compare_on_heldout(candidate, baseline, parts["test"], settings)
     table.to_csv(out_dir / "heldout_slices.csv", index=False)
     (out_dir / "heldout.json").write_text(json.dumps(heldout, indent=2, default=float) + "\n")
-    write_site_card(export, name, parts, record, heldout, baseline.version if init else "", problems)
+    write_site_card(export, name, parts, record, heldout, baseline.version if init else "", problems,
+                    baseline.config.card if init else None)
     entry = registry.register(store, export, name, origin="site", created_by=user, parent_version=
                               baseline.version if init else "", manifest=manifest,
                               settings={"train_config": record["train_config"], "params": params.to_json(),

@@ -193,3 +193,21 @@ def test_a_result_rebuilt_from_its_saved_revision_keeps_the_flag_and_with_its_mo
     store.save(plain, kind="auto")
     again = store.load_revision(study.study_uid, study.series.series_uid, 2)
     assert QcFlag.INPUT_UNLIKE_TRAINING not in result_from_revision(study, again, settings, model).qc_flags
+
+
+def test_a_site_models_ranges_are_its_training_studies_widened_to_its_parents(cohort) -> None:
+    from types import SimpleNamespace
+
+    from mre_core.model.site import site_input_ranges
+
+    studies = [read_patient(r, Settings(device="cpu")) for r in cohort_records(cohort)[:3]]
+    items = [SimpleNamespace(study=s) for s in studies]
+    own = site_input_ranges(items)
+    fov = [describe(s)["field_of_view_mm"] for s in studies]
+    assert own["n_studies"] == 3 and own["ranges"]["field_of_view_mm"] == [min(fov), max(fov)]
+    assert own["source"] == "3 training studies of this site's store"
+    parent = {"input_ranges": ranges_to_json({"field_of_view_mm": InputRange(100.0, 200.0)}, "p", 9)}
+    wide = site_input_ranges(items, parent)
+    assert wide["ranges"]["field_of_view_mm"] == [100.0, max(fov)] and "fine-tuned from" in wide["source"]
+    assert wide["ranges"]["median_kpa"] == own["ranges"]["median_kpa"]  # the parent has no range for it
+    assert site_input_ranges([]) == {}
