@@ -101,6 +101,11 @@ def _present(note: dict | None) -> bool:
     return path.is_file() and sha256_of(path) == note["sha256"]
 
 
+def _stored_flags(text: object) -> tuple[QcFlag, ...]:
+    """The QC flags of a store column (``;``-joined values; unknown values are skipped)."""
+    return tuple(QcFlag(v) for v in str(text or "").split(";") if v in QcFlag._value2member_map_)
+
+
 def result_from_revision(study: StudyInput, saved: SavedRevision, settings: Settings,
                          model: LoadedModel | None = None) -> StudyResult:
     """The :class:`StudyResult` of a saved revision, rebuilt on the study's images: its ROIs and exclusions,
@@ -117,11 +122,11 @@ def result_from_revision(study: StudyInput, saved: SavedRevision, settings: Sett
             raise ValueError(f"revision {saved.revision} has no ROI for slice {e.sop_uid}: cannot rebuild it")
         row = table.loc[e.sop_uid]
         measured = measure_slice(e, roi.astype(bool), roi.astype(bool), settings, excluded=bool(row["excluded"]))
-        stored = tuple(QcFlag(v) for v in str(row["qc_flags"] or "").split(";") if v in QcFlag._value2member_map_)
+        stored = _stored_flags(row["qc_flags"])
         slices.append(replace(measured, qc_flags=tuple(dict.fromkeys((*measured.qc_flags, *stored)))))
     result = with_marking_flag(finish_study(study, slices, settings, saved.model_name, saved.model_sha256,
                                             "rebuilt from store", {}))
-    stored_study = [QcFlag(v) for v in str(saved.qc_flags or "").split(";") if v in QcFlag._value2member_map_]
+    stored_study = _stored_flags(saved.qc_flags)
     result = with_study_flags(result, [f for f in stored_study if f in MODEL_INPUT_FLAGS])
     if model is not None and model.sha256 == saved.model_sha256 and QcFlag.INPUT_UNLIKE_TRAINING in stored_study:
         result = with_input_check(result, model)
