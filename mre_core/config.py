@@ -55,6 +55,11 @@ class Settings:
         Keep the automatic ROI to one predicted liver region and leave out of the study value a slice
         whose automatic ROI is scattered, uncertain or on the spleen side
         (:mod:`mre_core.analysis.guardrails`). Off only to measure what they change.
+    roi_stability:
+        With the guardrails on, run the network again on four slightly zoomed or shifted copies of the study and
+        leave out a slice whose automatic ROI does not survive them (``ROI_UNSTABLE``;
+        :mod:`mre_core.analysis.stability`). Costs four more forward passes per study; off only to measure what it
+        changes or where time matters more than this check.
     liver_margin_mm:
         For a model with a liver output: the automatic ROI stays this far inside the predicted liver (its
         largest piece, eroded by this margin; 0 = no erosion). Models with only an ROI output ignore it.
@@ -90,6 +95,7 @@ class Settings:
     mask_threshold: float | None = None
     min_component_area_mm2: float = 300.0
     roi_guardrails: bool = True
+    roi_stability: bool = True
     liver_margin_mm: float = 5.0
     min_roi_area_cm2: float = 2.0
     min_slices: int = 3
@@ -202,7 +208,7 @@ def _parse(name: str, raw: str) -> object:
         return int(raw)
     if name in ("device", "model_name", "profile", "db_url"):
         return raw
-    if name == "roi_guardrails":
+    if name in ("roi_guardrails", "roi_stability"):
         if raw.lower() not in ("1", "0", "true", "false", "yes", "no", "on", "off"):
             raise ValueError(f"MRE_{name.upper()}={raw!r}: use 1/0, true/false, yes/no or on/off")
         return raw.lower() in ("1", "true", "yes", "on")

@@ -13,7 +13,9 @@ So the automatic ROI of a slice is kept only when it looks like what a reader wo
 * **not uncertain** (:data:`MIN_MEAN_PROBABILITY`): the mean network probability inside the ROI;
 * **on the liver's side** (:data:`MAX_LATERAL_OFFSET`): the liver lies on the patient's right, which is
   the image's left in radiological display; an ROI centred far on the image right of the body is on the
-  spleen/stomach side.
+  spleen/stomach side;
+* **stable** (:mod:`mre_core.analysis.stability`, run by the pipeline because it needs the network again): the
+  ROI must survive the slice shown slightly zoomed or shifted.
 
 A model with a **liver output** (``ModelConfig.outputs`` holds ``"liver"``) narrows the prediction first
 (:func:`liver_region`, :func:`restricted_probability`): the ROI probability counts only inside the largest
@@ -159,4 +161,6 @@ def roi_warnings(roi: np.ndarray, predicted: np.ndarray, probability: np.ndarray
     return tuple(flags)
 
 
-UNRELIABLE = frozenset({QcFlag.ROI_SCATTERED, QcFlag.ROI_UNCERTAIN, QcFlag.ROI_OFF_LIVER_SIDE})
+#: the flags that leave a slice's automatic ROI out of the study value (``ROI_UNSTABLE`` comes from
+#: :mod:`mre_core.analysis.stability`, which needs the network again)
+UNRELIABLE = frozenset({QcFlag.ROI_SCATTERED, QcFlag.ROI_UNCERTAIN, QcFlag.ROI_OFF_LIVER_SIDE, QcFlag.ROI_UNSTABLE})

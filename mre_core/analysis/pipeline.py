@@ -4,7 +4,8 @@ read (dicom_io) → preprocess → model → post-process (segment) → stiffnes
 
 A model with a liver output (``ModelConfig.outputs == ("roi", "liver")``) keeps each slice's ROI inside its
 predicted liver region (:func:`slice_liver_region`) before the guardrails run; a single-output model takes
-exactly the path it always did.
+exactly the path it always did. With ``Settings.roi_stability`` the network then sees four slightly zoomed or
+shifted copies of the study, and a slice whose ROI does not survive them is left out (:func:`with_stability`).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from mre_core.analysis.guardrails import liver_region, main_region, margin_px, r
 from mre_core.analysis.input_check import describe, ranges_from_card, unlike_training
 from mre_core.analysis.preprocess import model_input, to_native_grid, uses_magnitude
 from mre_core.analysis.segment import final_roi, min_area_px, run_network_maps
+from mre_core.analysis.stability import PERTURBATIONS, perturbed_batch, restored_map, stability, unstable
 from mre_core.analysis.staging import StageResult
 from mre_core.analysis.stiffness import (
     SMALL_CONFIDENCE_FRACTION,
@@ -163,7 +165,8 @@ def analyze_study_keeping_maps(study: StudyInput, model: LoadedModel, settings: 
 
     Per slice: ``"roi"`` (the network's ROI probability, float32 [H, W]) and, for a model with a liver
     output, ``"liver"`` (its liver probability) and ``"liver_region"`` (bool, the region the ROI was kept to).
-    The network runs once for all outputs.
+    The network runs once for all outputs, and once more per perturbation of the stability check
+    (:func:`with_stability`, ``Settings.roi_stability``) when a slice has a usable ROI.
     """
     slices = study.series.slices
     timings: dict[str, float] = {}
@@ -176,16 +179,42 @@ def analyze_study_keeping_maps(study: StudyInput, model: LoadedModel, settings: 
         torch.cuda.synchronize()
     timings["model"] = time.perf_counter() - t
     t = time.perf_counter()
-    native = tuple({name: to_native_grid(m[i], e.shape).astype(np.float32) for name, m in maps.items()}
-                   for i, e in enumerate(slices))
-    for e, m in zip(slices, native):
-        if "liver" in m and settings.roi_guardrails:  # guardrails off: the network's own ROI, as for any model
-            m["liver_region"] = slice_liver_region(e, m["liver"], settings)
+    native = tuple(slice_maps(e, {name: m[i] for name, m in maps.items()}, settings) for i, e in enumerate(slices))
     threshold = settings.mask_threshold if settings.mask_threshold is not None else model.config.threshold
     results = [slice_result(e, roi_probability(m), threshold, settings) for e, m in zip(slices, native)]
     timings["post"] = time.perf_counter() - t
+    if settings.roi_guardrails and settings.roi_stability and any(r.usable for r in results):
+        t = time.perf_counter()
+        results = with_stability(results, slices, batch, model, threshold, settings)
+        timings["stability"] = time.perf_counter() - t
     result = finish_study(study, results, settings, model.config.name, model.sha256, str(model.device), timings)
     return with_input_check(with_magnitude_flag(with_marking_flag(result), model), model), native, float(threshold)
+
+
+def slice_maps(e: Elastogram, maps: dict[str, np.ndarray], settings: Settings) -> dict[str, np.ndarray]:
+    """One slice's model-grid output maps on its native grid, with its liver region when the model has a liver
+    output and the guardrails are on (what :func:`roi_probability` needs)."""
+    native = {name: to_native_grid(m, e.shape).astype(np.float32) for name, m in maps.items()}
+    if "liver" in native and settings.roi_guardrails:  # guardrails off: the network's own ROI, as for any model
+        native["liver_region"] = slice_liver_region(e, native["liver"], settings)
+    return native
+
+
+def with_stability(results: list[SliceResult], slices: tuple[Elastogram, ...], batch: np.ndarray,
+                   model: LoadedModel, threshold: float, settings: Settings) -> list[SliceResult]:
+    """Run the network on each of :data:`~mre_core.analysis.stability.PERTURBATIONS` of the usable slices of
+    ``batch`` (one forward pass each), find each slice's ROI on it the same way, and flag ``ROI_UNSTABLE`` (left
+    out of the study value) on a usable slice whose ROI does not survive them (:mod:`mre_core.analysis.stability`).
+    Slices already left out (empty, or another guardrail) are not run again."""
+    usable = [i for i, r in enumerate(results) if r.usable]  # only slices whose ROI counts are checked
+    perturbed: dict[int, list[np.ndarray]] = {i: [] for i in usable}
+    for p in PERTURBATIONS:
+        maps = run_network_maps(model, perturbed_batch(batch[usable], p), settings.inference_batch)
+        for j, i in enumerate(usable):
+            m = slice_maps(slices[i], {name: restored_map(v[j], p) for name, v in maps.items()}, settings)
+            perturbed[i].append(slice_result(slices[i], roi_probability(m), threshold, settings).roi)
+    return [replace(r, qc_flags=(*r.qc_flags, QcFlag.ROI_UNSTABLE), excluded=True)
+            if i in perturbed and unstable(stability(r.roi, perturbed[i])) else r for i, r in enumerate(results)]
 
 
 def analyze_study_keeping_probabilities(study: StudyInput, model: LoadedModel, settings: Settings

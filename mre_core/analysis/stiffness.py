@@ -34,6 +34,7 @@ class QcFlag(str, Enum):
     ROI_SCATTERED = "roi_scattered"
     ROI_UNCERTAIN = "roi_uncertain"
     ROI_OFF_LIVER_SIDE = "roi_off_liver_side"
+    ROI_UNSTABLE = "roi_unstable"
     NO_MAGNITUDE_IMAGE = "no_magnitude_image"
     INPUT_UNLIKE_TRAINING = "input_unlike_training"
 
@@ -64,6 +65,9 @@ _EXPLANATIONS = {
                           "slice is left out of the study value.",
     QcFlag.ROI_OFF_LIVER_SIDE: "Automatic ROI unreliable — draw or check it: the ROI lies on the patient's left (spleen/"
                                "stomach side), not where the liver usually is; the slice is left out of the study value.",
+    QcFlag.ROI_UNSTABLE: "Automatic ROI unreliable — draw or check it: the ROI changed when the same slice was shown "
+                         "slightly zoomed or shifted (the model did not find the liver firmly); the slice is left out "
+                         "of the study value.",
     QcFlag.NO_MAGNITUDE_IMAGE: "The model reads the exam's magnitude image (the anatomy), but no magnitude image was "
                                "paired with some slices: their automatic ROI was found from the elastogram alone. "
                                "Check those ROIs (the series' magnitude rule says why none was paired).",

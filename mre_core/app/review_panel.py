@@ -272,7 +272,8 @@ def _provenance(auto: StudyResult, read_s: float, analyse_s: float, from_cache: 
     d2.markdown(f"**Unit profile** {first.profile.value} ({first.kpa_per_unit:g} kPa per stored unit)  \n"
                 f"**Confidence marking** {first.encoding.value.replace('_', ' ')}")
     took = (f"{read_s + analyse_s:.2f} s (read {read_s:.2f} s, model {timing.get('model', 0):.2f} s, "
-            f"post {timing.get('post', 0) + timing.get('stiffness', 0):.2f} s)")
+            f"post {timing.get('post', 0) + timing.get('stiffness', 0):.2f} s"
+            + (f", stability check {timing['stability']:.2f} s" if "stability" in timing else "") + ")")
     if from_cache:
         d3.markdown(f"**Time** none now: this server analysed the same files with the same settings and model "
                     f"before (it took {took}); shown from its analysis cache")

@@ -43,7 +43,7 @@ from mre_core.analysis.pipeline import (
 )
 from mre_core.analysis.guardrails import UNRELIABLE
 from mre_core.analysis.segment import adjust_roi
-from mre_core.analysis.stiffness import SliceResult
+from mre_core.analysis.stiffness import QcFlag, SliceResult
 from mre_core.app.roi_drawing import Shape, drawing_kind, drawn_roi
 from mre_core.config import Settings
 from mre_core.io.elastogram import StudyInput
@@ -254,6 +254,9 @@ def _edited_slice(rs: ReviewableStudy, i: int, edits: ReviewEdits, settings: Set
     auto = base
     if edit.threshold is not None and edit.threshold != rs.threshold:
         auto = slice_result(e, rs.probabilities[i], edit.threshold, settings)
+        if QcFlag.ROI_UNSTABLE in base.qc_flags and QcFlag.ROI_UNSTABLE not in auto.qc_flags:
+            # measured at the model's threshold, but it says the model did not find this slice's liver firmly
+            auto = replace(auto, qc_flags=(*auto.qc_flags, QcFlag.ROI_UNSTABLE), excluded=True)
     if drawing:  # drawn on the (re-thresholded, eroded/dilated) automatic ROI: now the reader's ROI
         roi = drawn_roi(adjust_roi(auto.roi, e.confidence, e.kpa, edit.grow_px), drawing, e.confidence, e.kpa)
         return measure_slice(e, roi, auto.predicted_mask, settings, excluded=edit.excluded)

@@ -27,7 +27,7 @@ from mre_core.io.reader import read_inputs
 from mre_core.model.network import LoadedModel, WeightsError, load_model, untrained_model
 from mre_core.phantom.cohort import write_demo_study
 
-STAGES = ("read", "preprocess", "model", "post", "stiffness")
+STAGES = ("read", "preprocess", "model", "post", "stability", "stiffness")
 
 
 def peak_rss_mb() -> float:

@@ -44,6 +44,10 @@ class SliceScore:
     near_edge_fraction: float  #: share of ROI pixels within 1 cm of the liver edge
     empty_roi: bool
     liver_dice: float = math.nan  #: predicted liver region vs truth liver mask (models with a liver output only)
+    #: the slice counts in the study value (not left out by a guardrail or as empty); the ROI-safety and Dice
+    #: above score every automatic ROI as shown, ``used`` lets :func:`roi_safety_summary` score only these
+    used: bool = True
+    dice_used: float = math.nan  #: Dice of the ROI the study value used (a slice left out: no ROI) vs the expert's
 
 
 def has_liver_output(model: LoadedModel) -> bool:
@@ -74,7 +78,8 @@ def score_patient(record: PatientRecord, model: LoadedModel, settings: Settings)
         safety = roi_safety(s.roi, t.liver_mask, spacing[s.sop_uid])
         scores.append(SliceScore(record.patient_id, s.sop_uid, manual_stage, dice(s.roi, t.expert_roi),
                                  iou(s.roi, t.expert_roi), safety.outside_liver_fraction, safety.near_edge_fraction,
-                                 safety.empty, liver_dice.get(s.sop_uid, math.nan)))
+                                 safety.empty, liver_dice.get(s.sop_uid, math.nan), s.usable,
+                                 dice(s.roi if s.usable else np.zeros_like(s.roi), t.expert_roi)))
     row = {
         "patient_id": record.patient_id, "split": record.split, "manual_kpa": float(record.row["manual_kpa"] or "nan"),
         "auto_kpa": result.stiffness_kpa, "manual_stage": manual_stage,
@@ -149,6 +154,14 @@ def roi_safety_summary(slices: pd.DataFrame, patients: pd.DataFrame, table: Stag
     auto_pos = patients["auto_kpa"] >= f2
     out["f2_negatives"] = int(manual_neg.sum())
     out["f2_false_positives"] = int((manual_neg & auto_pos).sum())
+    if "used" in slices:  # the ROIs the study values rest on: a slice left out counts as no automatic ROI
+        used = slices["used"].to_numpy(bool)
+        out["used_rois"] = safety_summary(np.where(used, slices["outside_liver_fraction"], np.nan),
+                                          np.where(used, slices["near_edge_fraction"], np.nan),
+                                          slices["empty_roi"].to_numpy(bool) | ~used)
+        out["used_rois"]["n_left_out_with_roi"] = int((~used & ~slices["empty_roi"].to_numpy(bool)).sum())
+        if "dice_used" in slices:
+            out["used_rois"]["dice_mean"] = float(slices["dice_used"].mean())
     return out
 
 
@@ -233,6 +246,11 @@ def run_cli(args: argparse.Namespace) -> int:
               f"r {st['pearson']['r']:.3f}  ICC {st['icc']['value']:.3f}  kappa {st['kappa_linear']:.3f}  "
               f"ROI outside liver {safe['outside_liver_mean']:.3f} (slices >10 %: {safe['slices_over_10pct_outside']})  "
               f"F2 false positives {safe['f2_false_positives']}/{safe['f2_negatives']}")
+        if "used_rois" in safe:
+            used = safe["used_rois"]
+            print(f"{split}, the ROIs the study values used: Dice {used['dice_mean']:.4f}  ROI outside liver "
+                  f"{used['outside_liver_mean']:.3f} (slices >10 %: {used['slices_over_10pct_outside']})  "
+                  f"left out by a guardrail with an ROI: {used['n_left_out_with_roi']}")
         if "liver_segmentation" in block:
             liver = block["liver_segmentation"]["dice"]
             print(f"{split}: liver Dice {liver['mean']:.4f} [{liver['ci_low']:.4f}, {liver['ci_high']:.4f}]")

@@ -45,7 +45,7 @@ def test_all_liver_model_reads_the_mean_of_the_confidence_region(key, phantom_st
     means = [s.stats.mean_kpa for s in result.slices if s.usable]
     assert result.stiffness_kpa == pytest.approx(np.mean(means))
     assert result.stage is not None and result.stage.stiffness_kpa == pytest.approx(result.stiffness_kpa)
-    assert set(result.timings_s) == {"preprocess", "model", "post", "stiffness"}
+    assert set(result.timings_s) == {"preprocess", "model", "post", "stability", "stiffness"}
 
 
 def test_all_background_model_gives_no_stage_and_explains_why(phantom_studies, tmp_path):
