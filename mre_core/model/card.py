@@ -176,9 +176,14 @@ def _postprocess_line(metrics: dict[str, Any]) -> str:
     if "liver" in (metrics.get("outputs") or ()) and "liver_margin_mm" in pp:
         liver = (f" ∩ the largest piece of the model's own liver output eroded by {pp['liver_margin_mm']:g} mm "
                  "(`Settings.liver_margin_mm`, `mre_core/analysis/guardrails.py: liver_region`)")
+    stability = (" A slice whose ROI does not survive four slightly zoomed or shifted copies of the slice is "
+                 "flagged `roi_unstable` and left out of the study value (`mre_core/analysis/stability.py`); "
+                 "Dice and ROI safety here score every automatic ROI as shown, left out or not."
+                 if pp.get("roi_stability") else "")
     return (f"ROI = model probability > {pp['threshold']:g} ∩ 95 % confidence region{liver}, pieces smaller than "
             f"{pp['min_component_area_mm2']:g} mm² removed. The piece size was chosen on a separate 60-patient "
-            "tuning cohort (seed 777, `tools/tune_roi_rules.py`), never on this test split (see `Settings`).")
+            "tuning cohort (seed 777, `tools/tune_roi_rules.py`), never on this test split (see `Settings`)."
+            + stability)
 
 
 def input_range_lines(entry: dict) -> list[str]:

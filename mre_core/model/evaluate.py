@@ -184,7 +184,9 @@ def evaluate(data_dir: Path, settings: Settings, splits: tuple[str, ...] = ("tra
     liver = has_liver_output(model)
     out: dict = {"model": model.version, "arch": model.config.arch, "device": str(model.device), "splits": {},
                  "postprocess": {"threshold": settings.mask_threshold or model.config.threshold,
-                                 "min_component_area_mm2": settings.min_component_area_mm2}}
+                                 "min_component_area_mm2": settings.min_component_area_mm2,
+                                 "roi_guardrails": settings.roi_guardrails,
+                                 "roi_stability": settings.roi_guardrails and settings.roi_stability}}
     if liver:
         out["outputs"] = list(model.config.outputs)
         out["postprocess"]["liver_margin_mm"] = settings.liver_margin_mm

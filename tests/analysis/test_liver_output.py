@@ -176,7 +176,7 @@ def test_liver_region_pieces_minimum_and_margin() -> None:
 
 
 def test_liver_margin_setting_reads_from_the_environment_and_refuses_negatives() -> None:
-    assert Settings().liver_margin_mm == 5.0
+    assert Settings().liver_margin_mm == 10.0
     assert Settings.from_env({"MRE_LIVER_MARGIN_MM": "2.5"}).liver_margin_mm == 2.5
     with pytest.raises(ValueError, match="liver_margin_mm"):
         Settings(liver_margin_mm=-1.0)

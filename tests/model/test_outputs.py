@@ -202,7 +202,7 @@ def test_one_epoch_with_a_liver_output_exports_a_model_that_analyses_a_study(tin
     metrics = evaluate(tiny_cohort, settings, ("test",), max_patients=2, model=model, show_progress=False)
     block = metrics["splits"]["test"]
     assert 0.0 <= block["liver_segmentation"]["dice"]["mean"] <= 1.0 and "liver_dice" in block["_slices"]
-    assert metrics["outputs"] == ["roi", "liver"] and metrics["postprocess"]["liver_margin_mm"] == 5.0
+    assert metrics["outputs"] == ["roi", "liver"] and metrics["postprocess"]["liver_margin_mm"] == 10.0
 
 
 def test_fine_tuning_a_single_output_model_with_a_liver_output_starts_from_its_roi_head(tiny_cohort,
