@@ -203,15 +203,18 @@ def slice_maps(e: Elastogram, maps: dict[str, np.ndarray], settings: Settings) -
 def with_stability(results: list[SliceResult], slices: tuple[Elastogram, ...], batch: np.ndarray,
                    model: LoadedModel, threshold: float, settings: Settings) -> list[SliceResult]:
     """Run the network on each of :data:`~mre_core.analysis.stability.PERTURBATIONS` of the usable slices of
-    ``batch`` (one forward pass each), find each slice's ROI on it the same way, and flag ``ROI_UNSTABLE`` (left
+    ``batch`` (all copies in one batch, in chunks of ``settings.inference_batch``), find each slice's ROI on it
+    the same way, and flag ``ROI_UNSTABLE`` (left
     out of the study value) on a usable slice whose ROI does not survive them (:mod:`mre_core.analysis.stability`).
     Slices already left out (empty, or another guardrail) are not run again."""
     usable = [i for i, r in enumerate(results) if r.usable]  # only slices whose ROI counts are checked
+    copies = np.concatenate([perturbed_batch(batch[usable], p) for p in PERTURBATIONS])  # one batch, chunked
+    maps = run_network_maps(model, copies, settings.inference_batch)
     perturbed: dict[int, list[np.ndarray]] = {i: [] for i in usable}
-    for p in PERTURBATIONS:
-        maps = run_network_maps(model, perturbed_batch(batch[usable], p), settings.inference_batch)
+    for k, p in enumerate(PERTURBATIONS):
         for j, i in enumerate(usable):
-            m = slice_maps(slices[i], {name: restored_map(v[j], p) for name, v in maps.items()}, settings)
+            at = k * len(usable) + j
+            m = slice_maps(slices[i], {name: restored_map(v[at], p) for name, v in maps.items()}, settings)
             perturbed[i].append(slice_result(slices[i], roi_probability(m), threshold, settings).roi)
     return [replace(r, qc_flags=(*r.qc_flags, QcFlag.ROI_UNSTABLE), excluded=True)
             if i in perturbed and unstable(stability(r.roi, perturbed[i])) else r for i, r in enumerate(results)]

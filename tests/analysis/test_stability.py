@@ -99,7 +99,10 @@ def test_an_roi_that_follows_the_anatomy_is_stable_and_kept() -> None:
     (s,) = result.slices
     assert s.usable and QcFlag.ROI_UNSTABLE not in s.qc_flags
     assert s.roi[12:48, 8:28].all() and not s.roi[:, 32:].any()
-    assert net.calls == 1 + len(PERTURBATIONS)  # the study once, then once per perturbed copy
+    assert net.calls == 2  # the study, then its four perturbed copies in one batch (inference_batch 8)
+    chunked = ReadsConfidence()
+    analyze_study(_study((slice(10, 50), slice(6, 30))), _model(chunked), replace(SETTINGS, inference_batch=1))
+    assert chunked.calls == 1 + len(PERTURBATIONS)  # chunks of one slice: one pass per copy
     assert "stability" in result.timings_s and result.stiffness_kpa == pytest.approx(2.5)
 
 
