@@ -219,7 +219,9 @@ def test_cohort_and_settings_pages_render(server: str, browser) -> None:
     page.get_by_text("Load demo cohort").first.wait_for(timeout=60_000)
     page.get_by_text("Intended use").first.wait_for()
     page.get_by_role("button", name="Load demo cohort").click()
-    page.get_by_text("Pearson r").first.wait_for(timeout=300_000)
+    # a wait limit, not a speed target (docs/PERFORMANCE.md): 24 studies with the stability check's extra passes
+    # on a loaded 2-core CPU take several minutes
+    page.get_by_text("Pearson r").first.wait_for(timeout=900_000)
     _shot(page, "cohort.png", 2600)
     page.close()
 
