@@ -58,7 +58,8 @@ class Settings:
     roi_stability:
         With the guardrails on, run the network again on four slightly zoomed or shifted copies of the study and
         leave out a slice whose automatic ROI does not survive them (``ROI_UNSTABLE``;
-        :mod:`mre_core.analysis.stability`). Costs four more forward passes per study; off only to measure what it
+        :mod:`mre_core.analysis.stability`). Costs four copies of each usable slice through the network (one
+        batch; about four times the model time on a CPU, docs/PERFORMANCE.md); off only to measure what it
         changes or where time matters more than this check.
     liver_margin_mm:
         For a model with a liver output: the automatic ROI stays this far inside the predicted liver (its

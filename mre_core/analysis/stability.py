@@ -87,6 +87,9 @@ def restored_map(probability: np.ndarray, p: Perturbation) -> np.ndarray:
 def roi_dice(a: np.ndarray, b: np.ndarray) -> float:
     """Dice of two bool masks (1.0 when both are empty).
 
+    The same measure as :func:`mre_core.stats.agreement.dice`; written again here because ``analysis`` does not
+    import ``stats`` (``stats`` imports :mod:`mre_core.analysis.staging`, and the pipeline stays below it).
+
     >>> a = np.zeros((4, 4), bool); a[:2] = True; b = np.zeros((4, 4), bool); b[1:3] = True
     >>> roi_dice(a, b), roi_dice(a, a), roi_dice(~a & a, ~a & a)
     (0.5, 1.0, 1.0)
