@@ -141,3 +141,10 @@ def test_stability_is_the_mean_overlap_with_the_perturbed_rois() -> None:
     half[2:8, 2:5] = True
     assert stability(roi, [roi, half]) == pytest.approx((1.0 + 2 * 18 / 54) / 2)
     assert stability(roi, [np.zeros_like(roi)] * 4) == 0.0 < MIN_STABILITY
+
+
+def test_the_switch_reads_from_the_environment_and_a_bad_value_is_named() -> None:
+    assert Settings().roi_stability is True
+    assert Settings.from_env({"MRE_ROI_STABILITY": "off"}).roi_stability is False
+    with pytest.raises(ValueError, match="MRE_ROI_STABILITY='maybe': use 1/0"):
+        Settings.from_env({"MRE_ROI_STABILITY": "maybe"})
